@@ -1,0 +1,227 @@
+"""Configuration: one TOML file, validated once into frozen models, then passed down.
+
+Overrides cascade: defaults < top-level sections < `[communities."ID"]` < `[communities."ID".rooms."ROOM"]`.
+`Settings.room(community, room)` returns the merged, validated `RoomSettings` (cached).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Hard ceiling on how many people any single action may address, whatever the config says.
+HARD_MAX_RECIPIENTS = 5
+
+Language = Literal["en", "fr"]
+QuestionMode = Literal["auto", "every_thread", "off"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class QuestionSettings(_Frozen):
+    """How questions are detected in a room."""
+
+    mode: QuestionMode = "auto"
+    #: Messages shorter than this (in words) are never taken for questions ("ok?", "?").
+    min_words: Annotated[int, Field(ge=1, le=50)] = 3
+
+
+class QuietHours(_Frozen):
+    """Local times (community time zone) during which nudges wait; start > end wraps midnight."""
+
+    start: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "22:00"
+    end: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
+    enabled: bool = True
+
+
+class NudgeSettings(_Frozen):
+    """The escalation ladder, its adaptive delays and the budgets that keep it quiet."""
+
+    enabled: bool = True
+    #: Level 1 fires at clamp(room p75 of time to first answer, level1_floor, level1_ceiling) minutes.
+    level1_floor_minutes: Annotated[int, Field(ge=1)] = 30
+    level1_ceiling_minutes: Annotated[int, Field(ge=1)] = 24 * 60
+    level1_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.75
+    #: Level 2 fires at clamp(room p90, level2_floor, level2_ceiling) minutes after the question.
+    level2_floor_minutes: Annotated[int, Field(ge=1)] = 120
+    level2_ceiling_minutes: Annotated[int, Field(ge=1)] = 3 * 24 * 60
+    level2_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.90
+    #: Level 3 (private advice to the asker) fires this long after the question.
+    level3_minutes: Annotated[int, Field(ge=1)] = 24 * 60
+    #: Questions answered in the room during this many days feed its delays; fewer than `min_samples` -> floors.
+    history_days: Annotated[int, Field(ge=1)] = 30
+    min_samples: Annotated[int, Field(ge=1)] = 10
+    #: Members mentioned at level 2 (hard maximum 5).
+    max_helpers: Annotated[int, Field(ge=0, le=HARD_MAX_RECIPIENTS)] = 3
+    #: The same asker gets level 1 at most once per this many days per room.
+    asker_cooldown_days: Annotated[float, Field(ge=0)] = 7
+    #: A member is pinged at most this often.
+    pings_per_day: Annotated[int, Field(ge=0)] = 1
+    pings_per_week: Annotated[int, Field(ge=0)] = 3
+    #: Helpers must have posted in the room within this many days.
+    helper_active_days: Annotated[int, Field(ge=1)] = 30
+    #: Half-life of help history when ranking helpers.
+    half_life_days: Annotated[float, Field(gt=0)] = 30
+    #: lien posts at most one message per this many seconds per room (queued, never dropped).
+    room_pace_seconds: Annotated[float, Field(ge=0)] = 10
+    quiet_hours: QuietHours = QuietHours()
+    #: A join wave (this many joins within `join_wave_minutes`) freezes nudges until an admin resumes.
+    join_wave_joins: Annotated[int, Field(ge=2)] = 50
+    join_wave_minutes: Annotated[int, Field(ge=1)] = 60
+    #: Timers overdue by less than this at start are fired; older ones are marked skipped_overdue.
+    catch_up_hours: Annotated[float, Field(ge=0)] = 24
+
+    @field_validator("level1_ceiling_minutes")
+    @classmethod
+    def _ceiling_above_floor(cls, v: int, info: Any) -> int:
+        floor = info.data.get("level1_floor_minutes", 0)
+        if v < floor:
+            raise ValueError(f"must be >= level1_floor_minutes ({floor})")
+        return v
+
+
+class RoomSettings(_Frozen):
+    """Everything that may differ per room, after merging the cascade."""
+
+    language: Language = "en"
+    timezone: str = "UTC"
+    questions: QuestionSettings = QuestionSettings()
+    nudges: NudgeSettings = NudgeSettings()
+    #: Room where reports for moderators go (guard, join waves); None -> the room where it happened.
+    moderators_room: str | None = None
+    digest_room: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (expected an IANA name such as 'Europe/Paris')") from exc
+        return v
+
+
+class RoomOverride(_Frozen):
+    language: Language | None = None
+    questions: dict[str, Any] | None = None
+    nudges: dict[str, Any] | None = None
+    digest_room: str | None = None
+
+
+class CommunityOverride(RoomOverride):
+    timezone: str | None = None
+    moderators_room: str | None = None
+    rooms: dict[str, RoomOverride] = {}
+
+
+class LienSection(_Frozen):
+    """Settings of lien itself."""
+
+    command_prefix: Annotated[str, Field(min_length=1, max_length=20)] = "!lien"
+    #: The most people any action may address; hard maximum 5.
+    max_recipients: Annotated[int, Field(ge=1, le=HARD_MAX_RECIPIENTS)] = 3
+    #: Rows older than this are purged daily; help edges survive only as aggregates.
+    retention_days: Annotated[int, Field(ge=1)] = 180
+    #: lien's own author ids on each platform, so it never tracks itself.
+    self_ids: tuple[str, ...] = ("lien",)
+    #: Other bots' author ids (marked is_bot even when the platform does not say so).
+    bot_ids: tuple[str, ...] = ()
+
+
+class StorageSection(_Frozen):
+    """Where state lives: a SQLite path (default) or any SQLAlchemy URL (PostgreSQL for large deployments)."""
+
+    path: str = "lien.db"
+    url: str | None = None
+    url_env: str | None = None
+
+    def resolved_url(self, env: dict[str, str]) -> str:
+        if self.url_env:
+            if self.url_env not in env:
+                raise ValueError(f"environment variable {self.url_env} is not set")
+            return env[self.url_env]
+        if self.url:
+            return self.url
+        return f"sqlite+aiosqlite:///{self.path}"
+
+
+class Settings(_Frozen):
+    """The whole validated configuration."""
+
+    lien: LienSection = LienSection()
+    storage: StorageSection = StorageSection()
+    language: Language = "en"
+    timezone: str = "UTC"
+    moderators_room: str | None = None
+    digest_room: str | None = None
+    questions: QuestionSettings = QuestionSettings()
+    nudges: NudgeSettings = NudgeSettings()
+    communities: dict[str, CommunityOverride] = {}
+    #: Adapter sections are validated by their adapters; kept raw here.
+    discord: dict[str, Any] | None = None
+    matrix: dict[str, Any] | None = None
+    console: dict[str, Any] | None = None
+
+    @cached_property
+    def _room_cache(self) -> dict[tuple[str, str | None], RoomSettings]:
+        return {}
+
+    def room(self, community: str, room: str | None = None) -> RoomSettings:
+        """The merged settings for a room (or for the community when `room` is None)."""
+        key = (community, room)
+        cache = self._room_cache
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._merge(community, room)
+        return found
+
+    def _merge(self, community: str, room: str | None) -> RoomSettings:
+        base: dict[str, Any] = {
+            "language": self.language,
+            "timezone": self.timezone,
+            "moderators_room": self.moderators_room,
+            "digest_room": self.digest_room,
+            "questions": self.questions.model_dump(),
+            "nudges": self.nudges.model_dump(),
+        }
+        layers: list[RoomOverride] = []
+        comm = self.communities.get(community)
+        if comm is not None:
+            layers.append(comm)
+            if room is not None and room in comm.rooms:
+                layers.append(comm.rooms[room])
+        for layer in layers:
+            for name, value in layer.model_dump(exclude_none=True, exclude={"rooms"}).items():
+                if isinstance(value, dict) and isinstance(base.get(name), dict):
+                    base[name] = _deep_merge(base[name], value)
+                else:
+                    base[name] = value
+        return RoomSettings.model_validate(base)
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def validate_overrides(settings: Settings) -> list[str]:
+    """Validate every community and room override; returns problems as `key.path: message`."""
+    problems: list[str] = []
+    for cid, comm in settings.communities.items():
+        for room in [None, *comm.rooms]:
+            try:
+                settings._merge(cid, room)
+            except ValidationError as exc:
+                prefix = f"communities.{cid}" + (f".rooms.{room}" if room else "")
+                for err in exc.errors():
+                    loc = ".".join(str(p) for p in err["loc"])
+                    problems.append(f"{prefix}.{loc}: {err['msg']}")
+    return problems

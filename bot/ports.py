@@ -1,0 +1,139 @@
+"""The ports the core needs, owned by the core: a clock, a scheduler and the repositories.
+
+Repositories behave like a unit of work: `add`/`save` calls are buffered and written at commit (so a replay can
+batch thousands of events into one transaction), reads are `async` and see what the same transaction wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, Question
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, tz-aware UTC."""
+        ...
+
+
+class Scheduler(Protocol):
+    """Only a timer: when `key` is due, the runner calls `engine.fire(key)`. Re-arming a key replaces it."""
+
+    def at(self, when: datetime, key: str) -> None: ...
+
+    def cancel(self, key: str) -> None: ...
+
+
+class MessageRepo(Protocol):
+    def add(self, meta: MessageMeta) -> None:
+        """Record a message's metadata; a message already recorded is left as it is."""
+        ...
+
+    async def get(self, community: str, id: str) -> MessageMeta | None: ...
+
+    async def recent(self, community: str, room: str, limit: int) -> list[MessageMeta]:
+        """The room's latest `limit` messages, oldest first (warm start of the linker)."""
+        ...
+
+    async def last_in_room(self, community: str, room: str) -> MessageMeta | None:
+        """The newest message processed in a room (catch-up after a restart)."""
+        ...
+
+    async def active_authors(self, community: str, room: str, since: datetime) -> dict[str, datetime]:
+        """Authors who posted in the room since `since`, with their latest message time."""
+        ...
+
+
+class QuestionRepo(Protocol):
+    def save(self, q: Question) -> None:
+        """Insert or replace the question's row (answers and credited included)."""
+        ...
+
+    async def get(self, community: str, id: str) -> Question | None: ...
+
+    async def live(self, since: datetime) -> list[Question]:
+        """Questions still open, or closed at or after `since` (the linker's working set at start)."""
+        ...
+
+    async def unanswered(self, community: str, room: str | None, limit: int) -> list[Question]:
+        """Open and stale questions, oldest first."""
+        ...
+
+    async def first_answer_delays(self, community: str, room: str, since: datetime) -> list[float]:
+        """Seconds from asking to first answer for questions asked since `since` in the room."""
+        ...
+
+
+class AnswerRepo(Protocol):
+    def add(self, answer: Answer) -> None: ...
+
+    async def for_message(self, community: str, message: str) -> list[Answer]:
+        """Links in which `message` is the answer."""
+        ...
+
+
+class HelpRepo(Protocol):
+    def add(self, edge: HelpEdge) -> None: ...
+
+    async def between(self, community: str, helpers: Sequence[str], asker: str, since: datetime) -> list[HelpEdge]:
+        """Edges in either direction between `asker` and each of `helpers` since `since`."""
+        ...
+
+    async def in_room(self, community: str, room: str, since: datetime) -> list[HelpEdge]: ...
+
+
+class NudgeRepo(Protocol):
+    def save(self, nudge: Nudge) -> None:
+        """Insert or replace the nudge row (by community, question, level)."""
+        ...
+
+    async def pending(self) -> list[Nudge]:
+        """Every pending nudge (to re-arm timers at start and in the reconcile pass)."""
+        ...
+
+    async def due(self, before: datetime, limit: int) -> list[Nudge]:
+        """Pending nudges due before `before`, earliest first (indexed; never a scan)."""
+        ...
+
+    async def for_question(self, community: str, question: str) -> list[Nudge]: ...
+
+
+class MemberRepo(Protocol):
+    def save(self, prefs: MemberPrefs) -> None: ...
+
+    async def get(self, community: str, member: str) -> MemberPrefs | None: ...
+
+    async def helpers(self, community: str, room: str) -> list[MemberPrefs]:
+        """Members who opted in as helpers for this room (or the whole community) and did not opt out."""
+        ...
+
+
+class Tx(Protocol):
+    """One unit of work; committed when its context exits without error."""
+
+    messages: MessageRepo
+    questions: QuestionRepo
+    answers: AnswerRepo
+    edges: HelpRepo
+    nudges: NudgeRepo
+    members: MemberRepo
+
+    async def forget_member(self, community: str, member: str) -> dict[str, int]:
+        """Delete every row naming the member; returns rows deleted per table."""
+        ...
+
+    async def member_data(self, community: str, member: str) -> dict[str, list[dict[str, object]]]:
+        """Every row naming the member, per table, as plain values (for `!lien mydata`)."""
+        ...
+
+    async def purge(self, before: datetime) -> dict[str, int]:
+        """Delete rows older than `before` (retention), folding help edges into aggregates first."""
+        ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Tx]: ...

@@ -96,3 +96,24 @@ ACTION_TYPES: dict[str, type[Action]] = {
 #: Order of fields in a JSONL action line (spec order); `None`/empty values are still written for stability.
 SPEC_FIELDS = ("ts", "action", "community", "room", "to", "reply_to", "question", "kind", "level", "mentions",
                "text", "reason")
+
+
+def to_record(action: Action) -> dict[str, object]:
+    """A JSON-ready record of the action (for the outbox); `from_record` reverses it."""
+    rec: dict[str, object] = {"action": action.name}
+    for f in ("community", "room", "kind", "text", "reply_to", "question", "level", "to", "reason", "key", "thread"):
+        rec[f] = getattr(action, f)
+    rec["mentions"] = list(action.mentions)
+    rec["ts"] = action.ts.isoformat()
+    return rec
+
+
+def from_record(rec: dict[str, object]) -> Action:
+    """The action a `to_record` record describes."""
+    from datetime import datetime
+
+    cls = ACTION_TYPES[str(rec["action"])]
+    fields = {k: v for k, v in rec.items() if k not in ("action", "ts", "mentions")}
+    mentions = rec.get("mentions") or []
+    assert isinstance(mentions, list)
+    return cls(ts=datetime.fromisoformat(str(rec["ts"])), mentions=tuple(str(m) for m in mentions), **fields)  # type: ignore[arg-type]

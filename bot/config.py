@@ -10,16 +10,33 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 #: Hard ceiling on how many people any single action may address, whatever the config says.
 HARD_MAX_RECIPIENTS = 5
+# Upper bounds on durations, so that `now + delay` can never overflow a datetime (a typo must not crash a timer).
+_YEAR_MINUTES = 366 * 24 * 60
+_DECADE_DAYS = 3660
 
 Language = Literal["en", "fr"]
 QuestionMode = Literal["auto", "every_thread", "off"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: a config file saying `enabled = "no"` or `max_helpers = "3"` is a mistake, not something to coerce.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _check_zone(v: str | None) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if v is None:
+        return v
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {v!r} (expected an IANA name such as 'Europe/Paris')") from exc
+    return v
 
 
 class QuestionSettings(_Frozen):
@@ -43,44 +60,46 @@ class NudgeSettings(_Frozen):
 
     enabled: bool = True
     #: Level 1 fires at clamp(room p75 of time to first answer, level1_floor, level1_ceiling) minutes.
-    level1_floor_minutes: Annotated[int, Field(ge=1)] = 30
-    level1_ceiling_minutes: Annotated[int, Field(ge=1)] = 24 * 60
+    level1_floor_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 30
+    level1_ceiling_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES, validate_default=True)] = 24 * 60
     level1_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.75
     #: Level 2 fires at clamp(room p90, level2_floor, level2_ceiling) minutes after the question.
-    level2_floor_minutes: Annotated[int, Field(ge=1)] = 120
-    level2_ceiling_minutes: Annotated[int, Field(ge=1)] = 3 * 24 * 60
+    level2_floor_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 120
+    level2_ceiling_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES, validate_default=True)] = 3 * 24 * 60
     level2_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.90
     #: Level 3 (private advice to the asker) fires this long after the question.
-    level3_minutes: Annotated[int, Field(ge=1)] = 24 * 60
+    level3_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 24 * 60
     #: Questions answered in the room during this many days feed its delays; fewer than `min_samples` -> floors.
-    history_days: Annotated[int, Field(ge=1)] = 30
+    history_days: Annotated[int, Field(ge=1, le=_DECADE_DAYS)] = 30
     min_samples: Annotated[int, Field(ge=1)] = 10
     #: Members mentioned at level 2 (hard maximum 5).
     max_helpers: Annotated[int, Field(ge=0, le=HARD_MAX_RECIPIENTS)] = 3
     #: The same asker gets level 1 at most once per this many days per room.
-    asker_cooldown_days: Annotated[float, Field(ge=0)] = 7
+    asker_cooldown_days: Annotated[float, Field(ge=0, le=_DECADE_DAYS)] = 7
     #: A member is pinged at most this often.
     pings_per_day: Annotated[int, Field(ge=0)] = 1
     pings_per_week: Annotated[int, Field(ge=0)] = 3
     #: Helpers must have posted in the room within this many days.
-    helper_active_days: Annotated[int, Field(ge=1)] = 30
+    helper_active_days: Annotated[int, Field(ge=1, le=_DECADE_DAYS)] = 30
     #: Half-life of help history when ranking helpers.
-    half_life_days: Annotated[float, Field(gt=0)] = 30
+    half_life_days: Annotated[float, Field(gt=0, le=_DECADE_DAYS)] = 30
     #: lien posts at most one message per this many seconds per room (queued, never dropped).
-    room_pace_seconds: Annotated[float, Field(ge=0)] = 10
+    room_pace_seconds: Annotated[float, Field(ge=0, le=24 * 3600)] = 10
     quiet_hours: QuietHours = QuietHours()
     #: A join wave (this many joins within `join_wave_minutes`) freezes nudges until an admin resumes.
     join_wave_joins: Annotated[int, Field(ge=2)] = 50
-    join_wave_minutes: Annotated[int, Field(ge=1)] = 60
+    join_wave_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 60
     #: Timers overdue by less than this at start are fired; older ones are marked skipped_overdue.
-    catch_up_hours: Annotated[float, Field(ge=0)] = 24
+    catch_up_hours: Annotated[float, Field(ge=0, le=366 * 24)] = 24
 
-    @field_validator("level1_ceiling_minutes")
+    # validate_default on the ceilings: a floor raised above the default ceiling must fail here, not in room().
+    @field_validator("level1_ceiling_minutes", "level2_ceiling_minutes")
     @classmethod
     def _ceiling_above_floor(cls, v: int, info: Any) -> int:
-        floor = info.data.get("level1_floor_minutes", 0)
+        floor_name = info.field_name.replace("ceiling", "floor")
+        floor = info.data.get(floor_name, 0)
         if v < floor:
-            raise ValueError(f"must be >= level1_floor_minutes ({floor})")
+            raise ValueError(f"must be >= {floor_name} ({floor})")
         return v
 
 
@@ -95,19 +114,12 @@ class RoomSettings(_Frozen):
     moderators_room: str | None = None
     digest_room: str | None = None
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r} (expected an IANA name such as 'Europe/Paris')") from exc
-        return v
+    _known_zone = field_validator("timezone")(_check_zone)
 
 
 class RoomOverride(_Frozen):
+    """What a `[communities."ID".rooms."ROOM"]` table may set; checked in full by `validate_overrides`."""
+
     language: Language | None = None
     questions: dict[str, Any] | None = None
     nudges: dict[str, Any] | None = None
@@ -115,9 +127,13 @@ class RoomOverride(_Frozen):
 
 
 class CommunityOverride(RoomOverride):
+    """What a `[communities."ID"]` table may set, plus its room overrides."""
+
     timezone: str | None = None
     moderators_room: str | None = None
     rooms: dict[str, RoomOverride] = {}
+
+    _known_zone = field_validator("timezone")(_check_zone)
 
 
 class LienSection(_Frozen):
@@ -127,11 +143,12 @@ class LienSection(_Frozen):
     #: The most people any action may address; hard maximum 5.
     max_recipients: Annotated[int, Field(ge=1, le=HARD_MAX_RECIPIENTS)] = 3
     #: Rows older than this are purged daily; help edges survive only as aggregates.
-    retention_days: Annotated[int, Field(ge=1)] = 180
+    retention_days: Annotated[int, Field(ge=1, le=10 * _DECADE_DAYS)] = 180
+    # strict=False on tuples only: TOML arrays arrive as lists.
     #: lien's own author ids on each platform, so it never tracks itself.
-    self_ids: tuple[str, ...] = ("lien",)
+    self_ids: Annotated[tuple[str, ...], Field(strict=False)] = ("lien",)
     #: Other bots' author ids (marked is_bot even when the platform does not say so).
-    bot_ids: tuple[str, ...] = ()
+    bot_ids: Annotated[tuple[str, ...], Field(strict=False)] = ()
 
 
 class StorageSection(_Frozen):
@@ -167,6 +184,8 @@ class Settings(_Frozen):
     discord: dict[str, Any] | None = None
     matrix: dict[str, Any] | None = None
     console: dict[str, Any] | None = None
+
+    _known_zone = field_validator("timezone")(_check_zone)
 
     @cached_property
     def _room_cache(self) -> dict[tuple[str, str | None], RoomSettings]:
@@ -212,16 +231,65 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate_overrides(settings: Settings) -> list[str]:
-    """Validate every community and room override; returns problems as `key.path: message`."""
-    problems: list[str] = []
+def override_errors(settings: Settings) -> list[ErrorDetails]:
+    """Validate every community and room override; pydantic errors with `loc` starting at `communities`.
+
+    A room that merely inherits its community's error is not reported again.
+    """
+    found: list[ErrorDetails] = []
     for cid, comm in settings.communities.items():
+        inherited: set[tuple[tuple[int | str, ...], str]] = set()
         for room in [None, *comm.rooms]:
             try:
                 settings._merge(cid, room)
             except ValidationError as exc:
-                prefix = f"communities.{cid}" + (f".rooms.{room}" if room else "")
+                prefix: tuple[str, ...] = ("communities", cid) if room is None else ("communities", cid, "rooms", room)
                 for err in exc.errors():
-                    loc = ".".join(str(p) for p in err["loc"])
-                    problems.append(f"{prefix}.{loc}: {err['msg']}")
-    return problems
+                    seen = (tuple(err["loc"]), err["msg"])
+                    if room is None:
+                        inherited.add(seen)
+                    elif seen in inherited and not _sets(comm.rooms[room], err["loc"]):
+                        continue
+                    found.append({**err, "loc": (*prefix, *err["loc"])})
+    return found
+
+
+def _sets(layer: RoomOverride, loc: tuple[int | str, ...]) -> bool:
+    node: Any = layer.model_dump(exclude_none=True)
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic `loc` as a TOML key path: `communities."123".rooms."456".questions.mode`, `lien.self_ids[0]`."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        is_id = (i == 1 and loc[0] == "communities") or (i == 3 and loc[0] == "communities" and loc[2] == "rooms")
+        bare = part.replace("_", "").replace("-", "").isascii() and part.replace("_", "").replace("-", "").isalnum()
+        text = part if bare and not is_id else _quote_key(part)
+        out += text if not out else f".{text}"
+    return out
+
+
+def _quote_key(key: str) -> str:
+    """`key` as a TOML basic string, every non-printable character escaped (so a message stays one line)."""
+    out = []
+    for c in key:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif not c.isprintable():
+            out.append(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def validate_overrides(settings: Settings) -> list[str]:
+    """Validate every community and room override; returns problems as `key.path: message`."""
+    return [f"{key_path(tuple(err['loc']))}: {err['msg']}" for err in override_errors(settings)]

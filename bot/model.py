@@ -124,3 +124,14 @@ class MemberPrefs:
     language: str | None = None
     #: May lien thank this member by name in digests?
     named_thanks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """An action decided and waiting for (or past) delivery, keyed by its idempotency key."""
+
+    key: str
+    community: str
+    created: datetime
+    payload: dict[str, object]
+    sent_at: datetime | None = None

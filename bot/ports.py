@@ -11,7 +11,9 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, Question
+from bot.actions import Action
+from bot.events import Event
+from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, OutboxItem, Question
 
 
 class Clock(Protocol):
@@ -57,6 +59,10 @@ class QuestionRepo(Protocol):
 
     async def live(self, since: datetime) -> list[Question]:
         """Questions still open, or closed at or after `since` (the linker's working set at start)."""
+        ...
+
+    async def page(self, after: tuple[str, str] | None, limit: int) -> list[Question]:
+        """All questions ordered by (id, community), the `limit` after the key `after` (keyset pagination)."""
         ...
 
     async def unanswered(self, community: str, room: str | None, limit: int) -> list[Question]:
@@ -112,6 +118,30 @@ class MemberRepo(Protocol):
         ...
 
 
+class OutboxRepo(Protocol):
+    """Actions decided in a transaction, delivered exactly once by the runtime."""
+
+    def put(self, key: str, community: str, payload: dict[str, object], created: datetime) -> None:
+        """Queue an entry; a key already put is left as it is."""
+        ...
+
+    def mark_sent(self, key: str, ts: datetime) -> None: ...
+
+    async def get(self, key: str) -> OutboxItem | None: ...
+
+    async def unsent(self, limit: int) -> list[OutboxItem]:
+        """Entries not yet delivered, oldest first."""
+        ...
+
+
+class KvRepo(Protocol):
+    """Small named values kept between runs (an adapter's sync token, a direct room id)."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
 class Tx(Protocol):
     """One unit of work; committed when its context exits without error."""
 
@@ -121,6 +151,8 @@ class Tx(Protocol):
     edges: HelpRepo
     nudges: NudgeRepo
     members: MemberRepo
+    outbox: OutboxRepo
+    kv: KvRepo
 
     async def forget_member(self, community: str, member: str) -> dict[str, int]:
         """Delete every row naming the member; returns rows deleted per table."""
@@ -137,3 +169,28 @@ class Tx(Protocol):
 
 class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
+
+
+class EventHandler(Protocol):
+    """What an adapter calls for each translated event; the runtime runs the engine and performs the actions."""
+
+    async def __call__(self, event: Event) -> None: ...
+
+
+class Adapter(Protocol):
+    """A platform edge: translates platform events into `Event`s and performs `Action`s, nothing more.
+
+    `perform` raises `bot.errors.UnsupportedAction` for an action type it cannot carry out, and returns only once
+    the platform accepted the action (it retries rate limits itself, never drops). `already_sent(action)` lets
+    restart-safe delivery check for lien's own earlier message where the platform allows it.
+    """
+
+    platform: str
+
+    async def start(self, on_event: EventHandler) -> None: ...
+
+    async def perform(self, action: Action) -> None: ...
+
+    async def already_sent(self, action: Action) -> bool: ...
+
+    async def stop(self) -> None: ...

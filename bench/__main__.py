@@ -1,0 +1,29 @@
+"""`python -m bench`: run every benchmark and print figures and ratios measured in this one run."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from bench import replay
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description="lien benchmarks")
+    ap.add_argument("--events", type=int, default=1_000_000, help="events in the replay benchmark")
+    ap.add_argument("--only", choices=["replay", "due"], help="run one benchmark")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lien-bench-") as tmp:
+        if args.only in (None, "replay"):
+            print("== replay throughput (lien simulate, persistence on SQLite)")
+            replay.run(args.events, Path(tmp))
+        if args.only in (None, "due"):
+            print("== finding due work among 1,000,000 open questions")
+            from bench.bench_due_query import main as due_main
+
+            due_main([])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""The engine: the single entry point of the core. Events in, actions out.
+
+`handle(event)` and `fire(key)` run one unit of work each (or share a batch during a replay), write the rows, and
+return the actions for the edge to perform; every action passes the outbound gate. The question tracker keeps the
+hot working set in memory; the rows are the truth, reloaded by `start()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime, timedelta
+
+from bot import render
+from bot.actions import Action, Dm, Reply, Report, to_record
+from bot.commands import CommandRunner, parse_command
+from bot.config import Settings
+from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Message, Reaction
+from bot.gate import OutboundGate
+from bot.members import MemberDirectory
+from bot.model import HelpEdge, MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
+from bot.nudges import JoinWave, Ladder, PingBudget, ladder_for, quiet_until, rank_helpers
+from bot.ports import Clock, Scheduler, Store, Tx
+from bot.tracker import Change, Linked, Opened, QuestionTracker, Resolved, Withdrawn
+
+log = logging.getLogger(__name__)
+
+PURGE_KEY = "purge"
+#: Recent messages per room the linker keeps in memory, and how long closed questions stay there.
+WINDOW = 50
+LINGER = timedelta(days=3)
+#: First-answer delays kept per room for adaptive nudge delays.
+_DELAY_SAMPLES = 200
+
+
+class Engine:
+    """Tracks questions, links answers, plans nudges and answers commands; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Clock,
+        scheduler: Scheduler,
+        *,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.scheduler = scheduler
+        self.tracker = QuestionTracker(settings, window=WINDOW, linger=LINGER)
+        self.gate = OutboundGate(settings.lien.max_recipients)
+        self.commands = CommandRunner(self, reload_settings)
+        self.members = MemberDirectory()
+        self.budget = PingBudget()
+        self.join_wave = JoinWave()
+        #: Communities where nudges wait: paused by an admin or frozen by a join wave.
+        self.paused: set[str] = set()
+        self._pending: dict[str, Nudge] = {}
+        self._delays: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=_DELAY_SAMPLES))
+        self._ladders: dict[tuple[str, str], Ladder] = {}
+        self._last_level1: dict[tuple[str, str, str], datetime] = {}
+        self._room_latest: dict[tuple[str, str], datetime] = {}
+        #: Members pinged at level 2 per question, to learn whether they helped (budget halving).
+        self._pinged: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._batch: _Batch | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self, *, purge: bool = True) -> list[Action]:
+        """Warm start from the rows: live questions into the tracker, pending nudges re-armed or caught up.
+
+        Nudges overdue by less than the catch-up window fire now; older ones become `skipped_overdue`.
+        `purge=False` (replays of history) leaves retention to live deployments.
+        """
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            live = await tx.questions.live(now - LINGER)
+            self.tracker.remember((), live, ())
+            for q in live:
+                metas = await tx.messages.recent(q.community, q.room, WINDOW)
+                self.tracker.remember(metas, (), ())
+                self._room_latest[(q.community, q.room)] = max(
+                    (m.ts for m in metas), default=q.asked_ts
+                )
+            for n in await tx.nudges.pending():
+                catch_up = timedelta(hours=self.settings.room(n.community).nudges.catch_up_hours)
+                if n.due < now - catch_up:
+                    n.state = NudgeState.SKIPPED_OVERDUE
+                    tx.nudges.save(n)
+                    log.warning("nudge %s skipped: overdue since %s", n.key, n.due.isoformat())
+                    continue
+                self._pending[n.key] = n
+                self.scheduler.at(max(n.due, now), n.key)
+        if purge:
+            self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
+        return []
+
+    async def reconcile(self) -> int:
+        """Re-arm any pending nudge whose timer was lost; returns how many were re-armed."""
+        count = 0
+        async with self.store.transaction() as tx:
+            for n in await tx.nudges.pending():
+                if n.key not in self._pending:
+                    self._pending[n.key] = n
+                    self.scheduler.at(max(n.due, self.clock.now()), n.key)
+                    count += 1
+        return count
+
+    @asynccontextmanager
+    async def batch(self, size: int = 2000) -> AsyncIterator[None]:
+        """Group up to `size` events per transaction (replays); committed every `size` events and at the end."""
+        self._batch = _Batch(self.store, size)
+        try:
+            yield
+            await self._batch.close()
+        finally:
+            if self._batch is not None:
+                await self._batch.abort()
+            self._batch = None
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[Tx]:
+        if self._batch is not None:
+            yield await self._batch.tx()
+            await self._batch.tick()
+        else:
+            async with self.store.transaction() as tx:
+                yield tx
+
+    # -- entry points ------------------------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> list[Action]:
+        """Process one event: update state and rows, and return the actions to perform."""
+        async with self._unit() as tx:
+            actions = await self._dispatch(tx, event)
+        return [self.gate.check(a) for a in actions]
+
+    async def fire(self, key: str) -> list[Action]:
+        """A timer is due: run its job and return the actions to perform."""
+        async with self._unit() as tx:
+            if key == PURGE_KEY:
+                await self._purge(tx)
+                return []
+            actions = [self.gate.check(a) for a in await self._fire_nudge(tx, key)]
+            for a in actions:
+                if a.key is not None:
+                    # Decided and queued in one transaction: the runtime delivers it exactly once.
+                    tx.outbox.put(a.key, a.community, to_record(a), self.clock.now())
+        return actions
+
+    # -- events ------------------------------------------------------------------------------------------------
+
+    async def _dispatch(self, tx: Tx, event: Event) -> list[Action]:
+        match event:
+            case Message():
+                return await self._on_message(tx, event)
+            case Command():
+                return await self.commands.run(tx, event)
+            case Reaction():
+                await self._load_refs(tx, event.community, self.tracker.missing_refs(event))
+                return await self._apply(tx, self.tracker.on_reaction(event))
+            case Edit():
+                return await self._apply(tx, self.tracker.on_edit(event))
+            case Delete():
+                await self._load_refs(tx, event.community, [event.id])
+                return await self._apply(tx, self.tracker.on_delete(event))
+            case MemberJoin():
+                return self._on_join(event)
+            case MemberLeave():
+                return []
+        return []
+
+    async def _on_message(self, tx: Tx, m: Message) -> list[Action]:
+        lien = self.settings.lien
+        if m.author in lien.self_ids:
+            return []
+        prefix = lien.command_prefix
+        if not m.is_bot and m.text.startswith(prefix) and m.text[len(prefix) : len(prefix) + 1] in ("", " ", "\t"):
+            return await self.commands.run(tx, parse_command(m, prefix))
+        room_key = (m.community, m.room)
+        latest = self._room_latest.get(room_key)
+        # Out of order: a replay after a restart may bring back a message we already stored.
+        if (latest is not None and m.ts < latest and self.tracker.get(m.community, m.id) is None
+                and await tx.messages.get(m.community, m.id) is not None):
+            return []
+        if latest is None or m.ts > latest:
+            self._room_latest[room_key] = m.ts
+        await self._load_refs(tx, m.community, self.tracker.missing_refs(m))
+        changes = self.tracker.on_message(m)
+        tx.messages.add(MessageMeta(m.community, m.room, m.id, m.author, m.ts, m.reply_to, m.thread))
+        if not m.is_bot:
+            self.members.seen(m.community, m.room, m.author, m.ts)
+        return await self._apply(tx, changes)
+
+    async def _load_refs(self, tx: Tx, community: str, ids: Iterable[str]) -> None:
+        """Fetch from storage the messages and questions the tracker no longer holds in memory."""
+        for mid in ids:
+            meta = await tx.messages.get(community, mid)
+            q = await tx.questions.get(community, mid)
+            answers = await tx.answers.for_message(community, mid)
+            linked = [await tx.questions.get(community, a.question) for a in answers]
+            self.tracker.remember(
+                [meta] if meta else [], [x for x in [q, *linked] if x is not None], answers
+            )
+
+    def _on_join(self, event: MemberJoin) -> list[Action]:
+        ns = self.settings.room(event.community).nudges
+        if event.community in self.paused:
+            return []
+        if not self.join_wave.hit(event.community, event.ts, ns.join_wave_joins, ns.join_wave_minutes):
+            return []
+        self.paused.add(event.community)
+        log.warning("join wave in %s: nudges frozen", event.community)
+        rs = self.settings.room(event.community)
+        return [
+            Report(
+                ts=self.clock.now(), community=event.community, room=rs.moderators_room, kind="guard",
+                reason="join_wave",
+                text=render.text("join_wave", rs.language, n=ns.join_wave_joins, minutes=ns.join_wave_minutes,
+                                 prefix=self.settings.lien.command_prefix),
+            )
+        ]
+
+    async def _apply(self, tx: Tx, changes: list[Change]) -> list[Action]:
+        actions: list[Action] = []
+        for ch in changes:
+            q = ch.question
+            tx.questions.save(q)
+            match ch:
+                case Opened():
+                    self._plan(tx, q, 1)
+                case Linked(answer=a):
+                    tx.answers.add(a)
+                    tx.edges.add(HelpEdge(q.community, q.room, a.author, q.author, q.id, "answer", a.ts))
+                    if q.answered_by == a.message and q.first_answer_ts is not None:
+                        self._record_delay(q)
+                    self._settle(tx, q, helpers={a.author})
+                case Resolved(credited=credited):
+                    ts = q.resolved_ts or self.clock.now()
+                    for who in credited:
+                        tx.edges.add(HelpEdge(q.community, q.room, who, q.author, q.id, "credit", ts))
+                    self._settle(tx, q, helpers=set(credited))
+                case Withdrawn():
+                    self._settle(tx, q, helpers=set())
+        return actions
+
+    def _record_delay(self, q: Question) -> None:
+        assert q.first_answer_ts is not None
+        key = (q.community, q.room)
+        self._delays[key].append((q.first_answer_ts - q.asked_ts).total_seconds())
+        self._ladders.pop(key, None)
+
+    def _settle(self, tx: Tx, q: Question, helpers: set[str]) -> None:
+        """The question no longer needs nudges: cancel pending levels; tell the budget who helped after a ping."""
+        for level in (1, 2, 3):
+            key = nudge_key(q.community, q.id, level)
+            n = self._pending.pop(key, None)
+            if n is not None:
+                n.state = NudgeState.CANCELLED
+                tx.nudges.save(n)
+                self.scheduler.cancel(key)
+        pinged = self._pinged.pop((q.community, q.id), ())
+        for member in pinged:
+            self.budget.outcome(q.community, member, helped=member in helpers)
+
+    # -- nudges ------------------------------------------------------------------------------------------------
+
+    def _ladder(self, community: str, room: str) -> Ladder:
+        key = (community, room)
+        ladder = self._ladders.get(key)
+        if ladder is None:
+            ladder = self._ladders[key] = ladder_for(self.settings.room(community, room).nudges, self._delays[key])
+        return ladder
+
+    def _plan(self, tx: Tx, q: Question, level: int) -> None:
+        rs = self.settings.room(q.community, q.room)
+        if not rs.nudges.enabled or level > 3:
+            return
+        ladder = self._ladder(q.community, q.room)
+        due = max(q.asked_ts + ladder.delay(level), self.clock.now())
+        if level > 1:
+            # A level that fired late (quiet hours, pause) keeps the ladder's spacing before the next one.
+            due = max(due, self.clock.now() + ladder.delay(level) - ladder.delay(level - 1))
+        n = Nudge(q.community, q.id, level, due)
+        tx.nudges.save(n)
+        self._pending[n.key] = n
+        self.scheduler.at(due, n.key)
+
+    async def _fire_nudge(self, tx: Tx, key: str) -> list[Action]:
+        n = self._pending.get(key)
+        if n is None or n.state != NudgeState.PENDING:
+            return []
+        q = self.tracker.get(n.community, n.question) or await tx.questions.get(n.community, n.question)
+        now = self.clock.now()
+        if q is None or q.state != QState.OPEN:
+            del self._pending[key]
+            n.state = NudgeState.CANCELLED
+            tx.nudges.save(n)
+            return []
+        if n.community in self.paused:
+            return []  # stays pending; `resume` re-arms it
+        rs = self.settings.room(q.community, q.room)
+        later = quiet_until(now, rs.timezone, rs.nudges.quiet_hours)
+        if later is not None:
+            n.due = later
+            tx.nudges.save(n)
+            self.scheduler.at(later, key)
+            return []
+        del self._pending[key]
+        actions = await self._nudge_actions(tx, q, n, now)
+        n.state = NudgeState.SENT if actions else NudgeState.CANCELLED
+        tx.nudges.save(n)
+        if actions:
+            q.nudges += 1
+        q.level = n.level
+        if n.level < 3:
+            self._plan(tx, q, n.level + 1)
+        else:
+            self.tracker.mark_stale(q.community, q.id)
+            q.state = QState.STALE
+        tx.questions.save(q)
+        return actions
+
+    async def _nudge_actions(self, tx: Tx, q: Question, n: Nudge, now: datetime) -> list[Action]:
+        rs = self.settings.room(q.community, q.room)
+        lang, prefix = rs.language, self.settings.lien.command_prefix
+        common = dict(ts=now, community=q.community, room=q.room, reply_to=q.id, thread=q.thread, question=q.id,
+                      kind="nudge", level=n.level, key=n.key)
+        if n.level == 1:
+            cooldown = timedelta(days=rs.nudges.asker_cooldown_days)
+            last = self._last_level1.get((q.community, q.room, q.author))
+            if last is not None and now - last < cooldown:
+                return []
+            self._last_level1[(q.community, q.room, q.author)] = now
+            return [Reply(text=render.text("nudge1", lang), **common)]
+        if n.level == 2:
+            chosen = await self._choose_helpers(tx, q, now)
+            if not chosen:
+                return [Reply(text=render.text("nudge2_nobody", lang), **common)]
+            members = tuple(c.member for c in chosen)
+            why = tuple(f"{c.member}: " + "; ".join(render.text(f"reason_{r}", lang, asker=q.author) for r in c.reasons)
+                        for c in chosen)
+            n.mentioned, n.why = members, why
+            for member in members:
+                self.budget.record(q.community, member, now)
+                self.commands.note_why(q.community, member, q.id)
+            self._pinged[(q.community, q.id)] = members
+            reasons = "; ".join(
+                f"{render.mention(c.member)} {render.text('reason_' + c.reasons[0], lang, asker=q.author)}"
+                for c in chosen
+            )
+            mentions = " ".join(render.mention(m) for m in members)
+            return [Reply(text=render.text("nudge2", lang, mentions=mentions, reasons=reasons, prefix=prefix),
+                          mentions=members, **common)]
+        prefs = await self.members.get(tx, q.community, q.author)
+        if prefs is not None and prefs.dms and not prefs.optout:
+            return [Dm(ts=now, community=q.community, room=None, to=q.author, question=q.id, reply_to=q.id,
+                       kind="nudge", level=3, key=n.key, text=render.text("nudge3", lang))]
+        return [Reply(text=render.text("nudge3", lang), **common)]
+
+    async def _choose_helpers(self, tx: Tx, q: Question, now: datetime):
+        ns = self.settings.room(q.community, q.room).nudges
+        if ns.max_helpers == 0:
+            return []
+        volunteers = await self.members.helpers(tx, q.community, q.room)
+        since = now - timedelta(days=ns.helper_active_days)
+        seen = await self.members.last_seen(tx, q.community, q.room, since)
+        pool = [
+            p.member for p in volunteers
+            if seen.get(p.member, since) > since and p.member != q.author and not p.optout
+            and self.budget.allows(q.community, p.member, now, ns.pings_per_day, ns.pings_per_week)
+        ]
+        if not pool:
+            return []
+        since = now - timedelta(days=ns.half_life_days * 6)
+        edges = [*await tx.edges.between(q.community, pool, q.author, since),
+                 *await tx.edges.in_room(q.community, q.room, since)]
+        ranked = rank_helpers(pool, q.author, q.room, _unique(edges), now, ns.half_life_days)
+        return ranked[: min(ns.max_helpers, self.gate.max_recipients)]
+
+    # -- admin helpers used by commands ------------------------------------------------------------------------
+
+    def pause(self, community: str) -> None:
+        self.paused.add(community)
+
+    def resume(self, community: str) -> None:
+        """Nudges flow again: pending ones of this community are re-armed (overdue ones fire now)."""
+        self.paused.discard(community)
+        now = self.clock.now()
+        for n in self._pending.values():
+            if n.community == community and n.state == NudgeState.PENDING:
+                self.scheduler.at(max(n.due, now), n.key)
+
+    def pending_for(self, community: str, question: str) -> list[Nudge]:
+        return [n for lvl in (1, 2, 3) if (n := self._pending.get(nudge_key(community, question, lvl)))]
+
+    def replace_settings(self, settings: Settings) -> None:
+        """Adopt a new, already validated configuration."""
+        self.settings = settings
+        self.tracker.settings = settings
+        self.gate = OutboundGate(settings.lien.max_recipients)
+        self._ladders.clear()
+
+    def forget(self, community: str, member: str) -> None:
+        """Drop every in-memory trace of a member (after their rows were deleted)."""
+        self.budget.forget(community, member)
+        for key in [k for k in self._last_level1 if k[0] == community and k[2] == member]:
+            del self._last_level1[key]
+        self.tracker.forget_member(community, member)
+        self.members.forget(community, member)
+
+    async def _purge(self, tx: Tx) -> None:
+        now = self.clock.now()
+        counts = await tx.purge(now - timedelta(days=self.settings.lien.retention_days))
+        log.info("retention purge: %s", counts)
+        self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
+
+
+def _unique(edges: list[HelpEdge]) -> list[HelpEdge]:
+    return list(dict.fromkeys(edges))
+
+
+class _Batch:
+    """One open transaction shared by several events, committed every `size` events."""
+
+    def __init__(self, store: Store, size: int) -> None:
+        self.store, self.size = store, size
+        self._stack: AsyncExitStack | None = None
+        self._tx: Tx | None = None
+        self._count = 0
+
+    async def tx(self) -> Tx:
+        if self._tx is None:
+            self._stack = AsyncExitStack()
+            self._tx = await self._stack.enter_async_context(self.store.transaction())
+        return self._tx
+
+    async def tick(self) -> None:
+        self._count += 1
+        if self._count >= self.size:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._tx, self._count = self._stack, None, None, 0
+            await stack.aclose()
+
+    async def abort(self) -> None:
+        if self._stack is not None:
+            stack, self._stack, self._tx = self._stack, None, None
+            await stack.__aexit__(RuntimeError, RuntimeError("batch aborted"), None)

@@ -1,0 +1,225 @@
+"""The composition root and CLI (`lien` / `python -m bot`): config, wiring, exit codes.
+
+The only module of `bot/` that imports `adapters/` and `storage/`. Nothing connects or reads the environment at
+import. Exit codes: 0 success, 2 bad input (file:line: field: problem), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO
+
+from bot.config import Settings
+from bot.errors import ConfigError, InputError, LienError
+
+log = logging.getLogger("lien")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def load_config(path: str | None) -> Settings:
+    """The validated settings from `path`, or the defaults when no file is given."""
+    if path is None:
+        return Settings()
+    from bot.config_file import load_settings
+
+    return load_settings(Path(path), os.environ)
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[object]:
+    """A migrated SqlStore on `url`, disposed at exit."""
+    from storage.db import make_engine
+    from storage.migrate import upgrade
+    from storage.repositories import SqlStore
+
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+        yield SqlStore(engine)
+    finally:
+        await engine.dispose()
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+# -- simulate --------------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line progress counter on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, stream: IO[str], every: int = 20_000) -> None:
+        self.stream, self.every = stream, every
+        self.enabled = stream.isatty()
+
+    def tick(self, n: int) -> None:
+        if self.enabled and n % self.every == 0:
+            self.stream.write(f"\r{n:,} events")
+            self.stream.flush()
+
+    def done(self, n: int) -> None:
+        if self.enabled:
+            self.stream.write(f"\r{n:,} events, done\n")
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from adapters.jsonl import action_to_dict, dumps_line, parse_ts, question_to_dict, read_events
+    from bot.simulate import Simulation
+
+    settings = load_config(args.config)
+    until = parse_ts(args.until, "--until", "until") if args.until else None
+    bad: list[InputError] = []
+
+    def on_bad(err: InputError) -> None:
+        bad.append(err)
+        print(f"lien simulate: skipped {err}", file=sys.stderr)
+
+    reader = read_events(Path(args.events), skip_bad=args.skip_bad, on_bad=on_bad)
+    out: IO[str] = open(args.out, "w", encoding="utf-8", newline="\n") if args.out else sys.stdout  # noqa: SIM115, ASYNC230
+    progress = _Progress(sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="lien-sim-") as tmp:
+        url = _sqlite_url(Path(args.db)) if args.db else _sqlite_url(Path(tmp) / "simulate.db")
+        try:
+            async with open_store(url) as store:
+                sim = Simulation(settings, store)  # type: ignore[arg-type]
+                write = out.write
+
+                def emit(action: object) -> None:
+                    write(dumps_line(action_to_dict(action)))  # type: ignore[arg-type]
+
+                def counted() -> object:
+                    for n, ev in enumerate(reader, 1):
+                        progress.tick(n)
+                        yield ev
+
+                await sim.run(counted(), emit, until)  # type: ignore[arg-type]
+                progress.done(reader.read)
+                async for q in sim.questions():
+                    write(dumps_line(question_to_dict(q)))
+                sim.summary.skipped_bad = reader.skipped_bad
+                sim.summary.unknown_types = reader.unknown_types
+                write(dumps_line(sim.summary.as_dict()))
+        finally:
+            reader.close()
+            if out is not sys.stdout:
+                out.close()
+    return 0
+
+
+# -- other commands --------------------------------------------------------------------------------------------
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    settings = load_config(args.config)
+    url = settings.storage.resolved_url(dict(os.environ))
+    async with open_store(url):
+        pass
+    print("database is at the latest schema")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from bot.config_file import check_config
+
+    code, message = check_config(Path(args.file), os.environ)
+    print(message, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from bot.evaluation import main as eval_main
+
+    return eval_main(["--data", args.data])
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from adapters.console import run_demo
+
+    # The embedded default: the real defaults, except quiet hours, so that the demo shows nudges at any hour.
+    settings = load_config(args.config) if args.config else Settings.model_validate(
+        {"nudges": {"quiet_hours": {"enabled": False}}}
+    )
+    db = Path(args.db)
+    async with open_store(_sqlite_url(db)) as store:
+        return await run_demo(settings, store, script=Path(args.script) if args.script else None,  # type: ignore[arg-type]
+                              speed=args.speed, interactive=args.interactive, out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lien", description="lien: no question left unanswered.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (repeat for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="replay an events JSONL file on virtual time, print actions and questions")
+    s.add_argument("events", help="events file (JSON Lines, spec/events.md)")
+    s.add_argument("--config", help="TOML configuration file")
+    s.add_argument("--until", help="keep firing timers until this ISO 8601 time (default: last event + 7 days)")
+    s.add_argument("--out", help="write output here instead of standard output")
+    s.add_argument("--skip-bad", action="store_true", help="report bad lines and go on (counted in the summary)")
+    s.add_argument("--db", help="keep the replay's SQLite database at this path (default: a temporary file)")
+
+    d = sub.add_parser("demo", help="a local chat with lien in the terminal (built-in scenario, then interactive)")
+    d.add_argument("--script", help="run this script non-interactively instead of the built-in scenario")
+    d.add_argument("--speed", type=float, default=600.0, help="virtual seconds per real second (default 600)")
+    d.add_argument("--db", default="lien-demo.db", help="SQLite file for the demo's state (default lien-demo.db)")
+    d.add_argument("--config", help="TOML configuration file")
+    d.add_argument("--interactive", action=argparse.BooleanOptionalAction, default=None,
+                   help="hand over to interactive mode after the scenario (default: when on a terminal)")
+
+    m = sub.add_parser("migrate", help="apply database migrations")
+    m.add_argument("--config", help="TOML configuration file")
+
+    c = sub.add_parser("check-config", help="validate a configuration file")
+    c.add_argument("file")
+
+    e = sub.add_parser("eval", help="measure question detection and answer linking on labelled chat logs")
+    e.add_argument("--data", default="../shared/data/chat-eval", help="folder of datasets (events + gold)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lien` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "simulate":
+            return asyncio.run(_simulate(args))
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(args))
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "eval":
+            return _eval(args)
+    except (InputError, ConfigError) as exc:
+        print(f"lien {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except LienError as exc:
+        print(f"lien {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        log.exception("internal error in lien %s", args.command)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

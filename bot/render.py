@@ -1,0 +1,144 @@
+"""Every text lien writes, in English and French. Member-supplied strings go through `safe()` first."""
+
+from __future__ import annotations
+
+from bot.gate import neutralise
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "nudge1": {
+        "en": "This question is still open. Can anyone help?",
+        "fr": "Cette question attend toujours une réponse. Quelqu'un peut aider ?",
+    },
+    "nudge2": {
+        "en": "{mentions}: you may be able to help with this question ({reasons}). `{prefix} why` says why you.",
+        "fr": "{mentions} : vous pourriez aider sur cette question ({reasons}). `{prefix} why` dit pourquoi vous.",
+    },
+    "nudge2_nobody": {
+        "en": "This question is still waiting for an answer. If you know a little, a partial answer helps too.",
+        "fr": "Cette question attend encore. Une réponse partielle aide aussi, si vous en savez un peu.",
+    },
+    "nudge3": {
+        "en": "Your question has no answer yet. Tips that often help: say what you tried and what happened, "
+              "add the exact error or version, and keep it to one question. Editing it or replying in its thread "
+              "brings it back to people's attention.",
+        "fr": "Votre question n'a pas encore de réponse. Ce qui aide souvent : dire ce que vous avez essayé et ce "
+              "qui s'est passé, ajouter l'erreur exacte ou la version, et poser une seule question. La modifier ou "
+              "répondre dans son fil la remet sous les yeux de tous.",
+    },
+    "reason_asker_helped": {"en": "{asker} helped you before", "fr": "{asker} vous a aidé·e avant"},
+    "reason_helped_asker": {"en": "you helped {asker} before", "fr": "vous avez aidé {asker} avant"},
+    "reason_room_helper": {"en": "you help often in this room", "fr": "vous aidez souvent ici"},
+    "reason_opted_in": {"en": "you offered to help here", "fr": "vous vous êtes proposé·e pour aider ici"},
+    "refuse_mass": {
+        "en": "lien does not {what}. Messages to many people at once feel like spam and wear a community out. "
+              "Instead: post it once in an announcements room people chose to follow, or talk to a few people "
+              "who would care.",
+        "fr": "lien ne fait pas cela ({what}). Les messages à beaucoup de gens à la fois ressemblent à du spam et "
+              "usent une communauté. À la place : publiez-le une fois dans un salon d'annonces que les gens ont "
+              "choisi de suivre, ou parlez-en à quelques personnes concernées.",
+    },
+    "refuse_too_many": {
+        "en": "lien addresses at most {n} people at once, so that nobody is treated as a target.",
+        "fr": "lien s'adresse à {n} personnes au plus à la fois, pour que personne ne soit une cible.",
+    },
+    "refuse_admin": {
+        "en": "Only the community's admins can do that.",
+        "fr": "Seuls les admins de la communauté peuvent faire cela.",
+    },
+    "refuse_dm_settings": {
+        "en": "Community settings can't be changed from a private conversation; use the command in the community.",
+        "fr": "Les réglages de la communauté ne se changent pas en privé ; utilisez la commande dans la communauté.",
+    },
+    "refuse_rate": {
+        "en": "You're sending commands quickly; lien will listen again in a minute.",
+        "fr": "Vous envoyez beaucoup de commandes ; lien écoutera de nouveau dans une minute.",
+    },
+    "unknown_command": {
+        "en": "I don't know the command `{name}`. `{prefix} help` lists what I can do.",
+        "fr": "Je ne connais pas la commande `{name}`. `{prefix} help` liste ce que je sais faire.",
+    },
+    "bad_args": {"en": "Usage: `{prefix} {usage}`", "fr": "Utilisation : `{prefix} {usage}`"},
+    "policy": {
+        "en": "lien will never: message, mention or invite many people at once; ping @everyone, @here, @room or "
+              "roles; mention more than {n} people in one message; DM anyone who did not allow it; store message "
+              "text; keep your data after `forget-me`. It nudges a few well-chosen people, with consent, and "
+              "explains why.",
+        "fr": "lien ne fera jamais : écrire, mentionner ou inviter beaucoup de gens à la fois ; mentionner "
+              "@everyone, @here, @room ou des rôles ; mentionner plus de {n} personnes dans un message ; écrire "
+              "en privé à qui ne l'a pas permis ; stocker le texte des messages ; garder vos données après "
+              "`forget-me`. Il relance quelques personnes choisies, avec leur accord, et explique pourquoi.",
+    },
+    "help": {
+        "en": "Commands: unanswered [room], solved [question], not-a-question [question], helper on|off [room], "
+              "optout, optin, dms on|off, why [question], mydata, forget-me, policy. Admins: pause, resume, "
+              "config show, config reload.",
+        "fr": "Commandes : unanswered [salon], solved [question], not-a-question [question], helper on|off "
+              "[salon], optout, optin, dms on|off, why [question], mydata, forget-me, policy. Admins : pause, "
+              "resume, config show, config reload.",
+    },
+    "ok": {"en": "Done.", "fr": "C'est fait."},
+    "solved_ok": {"en": "Marked as solved. Thank you!", "fr": "Marquée comme résolue. Merci !"},
+    "withdrawn_ok": {"en": "Understood, I won't track that one.", "fr": "Compris, je ne la suis plus."},
+    "no_question": {"en": "I found no question of yours to apply that to.",
+                    "fr": "Je ne trouve pas de question de vous à laquelle appliquer cela."},
+    "unanswered_none": {"en": "No open questions here. Nice work, everyone.",
+                        "fr": "Aucune question en attente ici. Beau travail à tous."},
+    "unanswered_list": {"en": "Oldest open questions:\n{items}", "fr": "Questions en attente, les plus anciennes "
+                        "d'abord :\n{items}"},
+    "helper_on": {"en": "Thanks! You may be asked (rarely) about questions {where} that nobody answered.",
+                  "fr": "Merci ! On pourra (rarement) vous signaler des questions {where} restées sans réponse."},
+    "helper_off": {"en": "You won't be asked to help {where} any more.",
+                   "fr": "On ne vous demandera plus d'aider {where}."},
+    "where_room": {"en": "in this room", "fr": "dans ce salon"},
+    "where_all": {"en": "in this community", "fr": "dans cette communauté"},
+    "optout": {"en": "lien will never mention or message you. You can still ask questions. `{prefix} optin` undoes "
+                     "it.", "fr": "lien ne vous mentionnera ni ne vous écrira plus. Vous pouvez toujours poser des "
+                     "questions. `{prefix} optin` annule cela."},
+    "optin": {"en": "Welcome back: lien may mention you again if you offered to help.",
+              "fr": "Bon retour : lien pourra de nouveau vous mentionner si vous vous êtes proposé·e pour aider."},
+    "dms_on": {"en": "lien may send you private advice about your own questions.",
+               "fr": "lien pourra vous envoyer des conseils privés sur vos propres questions."},
+    "dms_off": {"en": "lien won't send you private messages.", "fr": "lien ne vous écrira pas en privé."},
+    "why_none": {"en": "lien has not mentioned anyone about that question.",
+                 "fr": "lien n'a mentionné personne au sujet de cette question."},
+    "why": {"en": "For question {question}, lien mentioned:\n{items}",
+            "fr": "Pour la question {question}, lien a mentionné :\n{items}"},
+    "mydata": {"en": "What lien stores about you:\n{items}", "fr": "Ce que lien garde sur vous :\n{items}"},
+    "forgotten": {"en": "Everything lien stored about you is deleted: {items}.",
+                  "fr": "Tout ce que lien gardait sur vous est effacé : {items}."},
+    "paused": {"en": "Nudges are paused in this community until `{prefix} resume`.",
+               "fr": "Les relances sont en pause dans cette communauté jusqu'à `{prefix} resume`."},
+    "resumed": {"en": "Nudges are back on.", "fr": "Les relances reprennent."},
+    "join_wave": {"en": "{n} members joined within {minutes} minutes: nudges are frozen in this community until an "
+                        "admin says `{prefix} resume`.",
+                  "fr": "{n} membres sont arrivés en {minutes} minutes : les relances sont gelées dans cette "
+                        "communauté jusqu'à ce qu'un admin dise `{prefix} resume`."},
+    "config_reloaded": {"en": "Configuration reloaded.", "fr": "Configuration rechargée."},
+    "config_bad": {"en": "The configuration file has problems, so the current one stays:\n{problem}",
+                   "fr": "Le fichier de configuration a des problèmes ; l'actuel reste en place :\n{problem}"},
+    "internal_error": {"en": "Something went wrong on my side; the admins can find details in lien's log.",
+                       "fr": "Un problème est survenu de mon côté ; les admins trouveront les détails dans le "
+                             "journal de lien."},
+}
+
+
+def text(key: str, lang: str, **values: object) -> str:
+    """The text `key` in `lang` (falling back to English), with `values` filled in."""
+    forms = _TEXTS[key]
+    return forms.get(lang, forms["en"]).format(**values)
+
+
+def safe(value: str, limit: int = 200) -> str:
+    """A member-supplied string made safe to repeat: no live mentions, no invisible characters, bounded length."""
+    value = neutralise(value).replace("<@", "<\uff20")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def mention(member: str) -> str:
+    """The neutral mention token; adapters render it as the platform's mention."""
+    return f"<@{member}>"
+
+
+def question_link(room: str, question: str) -> str:
+    """A neutral link token to a question; adapters render it as a platform link (the console prints it)."""
+    return f"<link:{room}/{question}>"

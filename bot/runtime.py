@@ -1,0 +1,158 @@
+"""The live runtime: events from adapters go through the engine; actions are delivered, paced and exactly once.
+
+Keyed actions (nudges) were written to the outbox by the engine in the same transaction as the decision. The
+runtime performs them and marks them sent; after a restart it delivers what was left unsent, first asking the
+adapter whether lien's own message is already there (a crash between send and mark must not ping twice).
+Each room gets at most one lien message per `room_pace_seconds`; later ones wait in the room's queue, never
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from bot.actions import Action, from_record
+from bot.engine import Engine
+from bot.errors import UnsupportedAction
+from bot.events import Event
+from bot.ports import Adapter, Clock
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Runtime:
+    """Wires adapters to the engine; owns the delivery queues and their tasks."""
+
+    def __init__(self, engine: Engine, adapters: list[Adapter], clock: Clock, *, sleep: Sleep = asyncio.sleep) -> None:
+        if not adapters:
+            raise ValueError("the runtime needs at least one adapter")
+        self.engine, self.adapters, self.clock, self._sleep = engine, adapters, clock, sleep
+        self._route: dict[str, Adapter] = {}
+        self._queues: dict[tuple[str, str | None], asyncio.Queue[Action]] = {}
+        self._free_at: dict[tuple[str, str | None], datetime] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+
+    def handler_for(self, adapter: Adapter) -> Callable[[Event], Awaitable[None]]:
+        """The `on_event` callback to give `adapter`: it learns which adapter serves which community."""
+
+        async def on_event(event: Event) -> None:
+            self._route.setdefault(event.community, adapter)
+            await self.dispatch(event)
+
+        return on_event
+
+    async def dispatch(self, event: Event) -> None:
+        """Process one event and queue its actions; engine errors are logged, never raised into the adapter."""
+        try:
+            async with self._lock:
+                actions = await self.engine.handle(event)
+        except Exception:
+            log.exception("engine failed on %s %s in %s", type(event).__name__, getattr(event, "id", ""),
+                          event.community)
+            return
+        await self.deliver(actions)
+
+    async def on_timer(self, key: str) -> None:
+        """A timer fired: run the job and queue its actions."""
+        try:
+            async with self._lock:
+                if key == "reconcile":
+                    await self.engine.reconcile()
+                    return
+                actions = await self.engine.fire(key)
+        except Exception:
+            log.exception("timer %s failed", key)
+            return
+        await self.deliver(actions)
+
+    # -- delivery ----------------------------------------------------------------------------------------------
+
+    def adapter_for(self, community: str) -> Adapter:
+        return self._route.get(community) or self.adapters[0]
+
+    async def deliver(self, actions: list[Action]) -> None:
+        for action in actions:
+            key = (action.community, action.room)
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = asyncio.Queue()
+                self._spawn(self._drain(key, queue), f"deliver:{action.community}:{action.room}")
+            queue.put_nowait(action)
+
+    async def deliver_unsent(self) -> int:
+        """At start: deliver outbox entries a previous run decided but did not mark sent."""
+        async with self.engine.store.transaction() as tx:
+            items = await tx.outbox.unsent(10_000)  # type: ignore[attr-defined]
+        actions = [from_record(item.payload) for item in items]
+        await self.deliver(actions)
+        return len(actions)
+
+    async def drained(self) -> None:
+        """Wait until every queued action was delivered (tests, shutdown)."""
+        for queue in list(self._queues.values()):
+            await queue.join()
+
+    async def _drain(self, key: tuple[str, str | None], queue: asyncio.Queue[Action]) -> None:
+        while True:
+            action = await queue.get()
+            try:
+                await self._pace(key, action)
+                await self._perform(action)
+            except Exception:
+                log.exception("delivery of %s %s failed", action.name, action.key or "")
+            finally:
+                queue.task_done()
+
+    async def _pace(self, key: tuple[str, str | None], action: Action) -> None:
+        if action.room is None:
+            return
+        pace = self.engine.settings.room(action.community, action.room).nudges.room_pace_seconds
+        now = self.clock.now()
+        free = self._free_at.get(key, now)
+        if free > now:
+            await self._sleep((free - now).total_seconds())
+        self._free_at[key] = max(free, now) + timedelta(seconds=pace)
+
+    async def _perform(self, action: Action) -> None:
+        adapter = self.adapter_for(action.community)
+        if action.key is not None:
+            async with self.engine.store.transaction() as tx:
+                item = await tx.outbox.get(action.key)  # type: ignore[attr-defined]
+            if item is not None and item.sent_at is not None:
+                return  # delivered before
+            if await adapter.already_sent(action):
+                log.info("%s was already on the platform; marking it sent", action.key)
+            else:
+                await adapter.perform(action)
+            async with self.engine.store.transaction() as tx:
+                tx.outbox.mark_sent(action.key, self.clock.now())  # type: ignore[attr-defined]
+            return
+        try:
+            await adapter.perform(action)
+        except UnsupportedAction as exc:
+            log.warning("%s cannot perform %s: %s", adapter.platform, action.name, exc)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Cancel the delivery tasks (undelivered keyed actions stay in the outbox for the next start)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

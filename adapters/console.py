@@ -132,7 +132,9 @@ class ConsoleAdapter:
             case "react":
                 label, _, emoji = rest.partition(" ")
                 target = self._ref(label)
-                return [Reaction(COMMUNITY, self._rooms[target], target, self.speaker, emoji.strip() or "✅", now)]
+                emoji = emoji.strip() or "✅"
+                self.out.write(f"{self._stamp(now)} {self.speaker:>8} reacted {emoji} to {label}\n")
+                return [Reaction(COMMUNITY, self._rooms[target], target, self.speaker, emoji, now)]
             case "delete":
                 target = self._ref(rest)
                 return [Delete(COMMUNITY, self._rooms[target], target, now)]
@@ -250,14 +252,21 @@ Does anyone know why my docker build ignores the .dockerignore file?
 How can I rotate the signing keys without downtime?
 /wait 40m
 /wait 2h
-/say dave wants lien to message everyone. lien refuses, and explains.
+/say dave wants lien to invite and message everyone. lien refuses, and explains.
 /as dave
+!lien invite-all
 !lien dm-all Join my new server!
 /say carol answers alice; alice marks it solved. Nudges stop.
 /as carol
 /reply m8 Publish the new key first, sign with it a day later, then retire the old one.
 /as alice
-/react m10 ✅
+/react m11 ✅
+/wait 1h
+/say erin asks in French; nobody answers yet. It stays open in the database for the next run.
+/as erin
+Est-ce que quelqu'un sait comment limiter la mémoire d'un conteneur ?
+/wait 40m
+/as alice
 !lien unanswered
 """
 
@@ -277,7 +286,12 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
     driver = Driver(engine, scheduler, clock, adapter)
     await adapter.start(lambda e: driver.line(""))  # events are fed by the driver itself
     text = script.read_text(encoding="utf-8") if script else DEMO_SCRIPT
-    out.write(f"lien demo (state in the database; virtual time, {speed:g}x in interactive mode)\n")
+    async with store.transaction() as tx:
+        earlier = await tx.questions.unanswered(COMMUNITY, None, 100)
+    out.write(f"lien demo: state in the database, virtual time ({speed:g}x in interactive mode).\n")
+    if earlier:
+        out.write(f"Earlier runs left {len(earlier)} open question(s) in the database; `!lien unanswered` lists "
+                  "them.\n")
     for n, line in enumerate(text.splitlines(), 1):
         try:
             await driver.line(line)

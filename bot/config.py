@@ -60,15 +60,15 @@ class NudgeSettings(_Frozen):
 
     enabled: bool = True
     #: Level 1 fires at clamp(room p75 of time to first answer, level1_floor, level1_ceiling) minutes.
-    level1_floor_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 30
-    level1_ceiling_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES, validate_default=True)] = 24 * 60
+    level1_floor_minutes: Annotated[float, Field(gt=0, le=_YEAR_MINUTES)] = 30
+    level1_ceiling_minutes: Annotated[float, Field(gt=0, le=_YEAR_MINUTES, validate_default=True)] = 24 * 60
     level1_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.75
     #: Level 2 fires at clamp(room p90, level2_floor, level2_ceiling) minutes after the question.
-    level2_floor_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 120
-    level2_ceiling_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES, validate_default=True)] = 3 * 24 * 60
+    level2_floor_minutes: Annotated[float, Field(gt=0, le=_YEAR_MINUTES)] = 120
+    level2_ceiling_minutes: Annotated[float, Field(gt=0, le=_YEAR_MINUTES, validate_default=True)] = 3 * 24 * 60
     level2_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.90
     #: Level 3 (private advice to the asker) fires this long after the question.
-    level3_minutes: Annotated[int, Field(ge=1, le=_YEAR_MINUTES)] = 24 * 60
+    level3_minutes: Annotated[float, Field(gt=0, le=_YEAR_MINUTES)] = 24 * 60
     #: Questions answered in the room during this many days feed its delays; fewer than `min_samples` -> floors.
     history_days: Annotated[int, Field(ge=1, le=_DECADE_DAYS)] = 30
     min_samples: Annotated[int, Field(ge=1)] = 10

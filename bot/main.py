@@ -83,10 +83,7 @@ async def _simulate(args: argparse.Namespace) -> int:
 
     settings = load_config(args.config)
     until = parse_ts(args.until, "--until", "until") if args.until else None
-    bad: list[InputError] = []
-
     def on_bad(err: InputError) -> None:
-        bad.append(err)
         print(f"lien simulate: skipped {err}", file=sys.stderr)
 
     reader = read_events(Path(args.events), skip_bad=args.skip_bad, on_bad=on_bad)
@@ -118,6 +115,99 @@ async def _simulate(args: argparse.Namespace) -> int:
             reader.close()
             if out is not sys.stdout:
                 out.close()
+    return 0
+
+
+# -- run (live) -----------------------------------------------------------------------------------------------
+
+
+def build_adapters(settings: Settings, store: object, clock: object, env: dict[str, str]) -> list[object]:
+    """The platform adapters the configuration asks for, with their secrets read from env or files."""
+    from bot.config_file import resolve_secret
+
+    adapters: list[object] = []
+    if settings.matrix is not None:
+        from adapters.matrix_adapter import MatrixAdapter, MatrixSettings
+
+        ms = MatrixSettings.from_section(settings.matrix)
+
+        async def kv_get(key: str) -> str | None:
+            async with store.transaction() as tx:  # type: ignore[attr-defined]
+                return await tx.kv.get(key)
+
+        async def kv_set(key: str, value: str) -> None:
+            async with store.transaction() as tx:  # type: ignore[attr-defined]
+                tx.kv.set(key, value)
+
+        adapters.append(MatrixAdapter.from_settings(
+            ms, kv_get=kv_get, kv_set=kv_set,
+            access_token=resolve_secret(settings.matrix, "access_token", env, where="matrix"),
+            password=resolve_secret(settings.matrix, "password", env, where="matrix"),
+            bot_ids=settings.lien.bot_ids, default_prefix=settings.lien.command_prefix,
+        ))
+    if settings.discord is not None:
+        from adapters.discord_adapter import DiscordAdapter, DiscordSettings
+
+        ds = DiscordSettings.from_section(settings.discord)
+        token = resolve_secret(settings.discord, "token", env, where="discord") or env.get(ds.token_env)
+        if not token:
+            raise ConfigError(f"discord.token_env: environment variable {ds.token_env} is not set")
+
+        async def last_processed(community: str, room: str) -> str | None:
+            async with store.transaction() as tx:  # type: ignore[attr-defined]
+                meta = await tx.messages.last_in_room(community, room)
+            return meta.id if meta else None
+
+        adapters.append(DiscordAdapter(token, clock=clock, settings=ds,  # type: ignore[arg-type]
+                                       prefix=settings.lien.command_prefix, bot_ids=settings.lien.bot_ids,
+                                       last_processed=last_processed))
+    if not adapters:
+        raise ConfigError("the configuration has neither a [discord] nor a [matrix] section: nothing to run")
+    return adapters
+
+
+async def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    from adapters.scheduler import ApScheduler
+    from bot.clock import SystemClock
+    from bot.engine import Engine
+    from bot.runtime import Runtime
+
+    env = dict(os.environ)
+    settings = load_config(args.config)
+    clock = SystemClock()
+    async with open_store(settings.storage.resolved_url(env)) as store:
+        holder: list[Runtime] = []
+
+        async def on_due(key: str) -> None:
+            await holder[0].on_timer(key)
+
+        scheduler = ApScheduler(on_due)
+        engine = Engine(settings, store, clock, scheduler,  # type: ignore[arg-type]
+                        reload_settings=lambda: load_config(args.config))
+        adapters = build_adapters(settings, store, clock, env)
+        runtime = Runtime(engine, adapters, clock)  # type: ignore[arg-type]
+        holder.append(runtime)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await engine.start()
+        scheduler.start()
+        scheduler.every(300, "reconcile")
+        try:
+            for adapter in adapters:
+                await adapter.start(runtime.handler_for(adapter))  # type: ignore[attr-defined]
+            delivered = await runtime.deliver_unsent()
+            log.warning("lien is running with %d adapter(s); %d undelivered action(s) resumed",
+                        len(adapters), delivered)
+            await stop.wait()
+        finally:
+            scheduler.shutdown()
+            await runtime.stop()
+            for adapter in adapters:
+                await adapter.stop()  # type: ignore[attr-defined]
     return 0
 
 
@@ -181,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--interactive", action=argparse.BooleanOptionalAction, default=None,
                    help="hand over to interactive mode after the scenario (default: when on a terminal)")
 
+    r = sub.add_parser("run", help="run lien live on the platforms the configuration names")
+    r.add_argument("--config", required=True, help="TOML configuration file")
+
     m = sub.add_parser("migrate", help="apply database migrations")
     m.add_argument("--config", help="TOML configuration file")
 
@@ -201,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_simulate(args))
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "run":
+            return asyncio.run(_run(args))
         if args.command == "migrate":
             return asyncio.run(_migrate(args))
         if args.command == "check-config":

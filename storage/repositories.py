@@ -1,10 +1,14 @@
 """SQL implementations of `bot.ports`: `SqlStore.transaction()` yields a `SqlTx` whose repos map rows to `bot.model`.
 
 Writes (`add`, `save`, `put`, `set`, `mark_sent`) only buffer, in memory, per table; the buffer is written with one
-executemany per table at commit, and before any read of the same transaction so that reads see it. Inserts of
-immutable facts (messages, answers, help edges, outbox entries, seen keys) are `INSERT ... ON CONFLICT DO NOTHING`
-(the first write wins, so a replayed event changes nothing); mutable records (questions, nudges, members, kv) are
-upserts (the last save wins).
+executemany per table at commit, and before a read of the same transaction touches that table, so reads see it.
+Inserts of immutable facts (messages, answers, help edges, outbox entries, seen keys) are `INSERT ... ON CONFLICT
+DO NOTHING` (the first write wins, so a replayed event changes nothing); mutable records (questions, nudges,
+members, kv) are upserts (the last save wins).
+
+On SQLite the hot paths (buffer flushes, repository reads) run as SQL compiled once by SQLAlchemy and executed
+on the aiosqlite connection in one call each; PostgreSQL goes through SQLAlchemy. Retention and privacy
+(`purge`, `forget_member`, `member_data`) always go through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -45,7 +49,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
-from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, NudgeState, QState, Question
+from bot.model import (
+    Answer,
+    HelpEdge,
+    MemberPrefs,
+    MessageMeta,
+    Nudge,
+    NudgeState,
+    OutboxItem,
+    QState,
+    Question,
+)
 from storage.db import SQLITE_IMMEDIATE, json_dumps
 from storage.models import (
     AnswerRow,
@@ -60,21 +74,6 @@ from storage.models import (
     SeenEventRow,
     UtcDateTime,
 )
-
-try:
-    from bot.model import OutboxItem  # type: ignore[attr-defined]
-except ImportError:  # until bot.model gains OutboxItem (proposed in the storage report), storage defines it
-
-    @dataclass(frozen=True, slots=True)
-    class OutboxItem:  # type: ignore[no-redef]
-        """An action waiting for (or past) delivery, keyed by its idempotency key."""
-
-        key: str
-        community: str
-        created: datetime
-        payload: dict[str, object]
-        sent_at: datetime | None = None
-
 
 MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
 QUESTIONS: Table = QuestionRow.__table__  # type: ignore[assignment]
@@ -106,7 +105,6 @@ _WRITE_ORDER: tuple[tuple[Table, bool], ...] = (
     (SEEN, False),
 )
 
-_Key = tuple[str, ...] | tuple[str, str, int]
 _Params = dict[str, Any]
 
 
@@ -367,9 +365,14 @@ class SqlTx:
             self._driver = (await self._conn.get_raw_connection()).driver_connection
         return self._driver
 
-    async def _fetch(self, read: _Read, **values: Any) -> list[Any]:
-        """Run a prepared read after flushing the buffers it depends on; records with attribute access."""
-        await self.flush(read.tables)
+    async def _fetch(self, read: _Read, *, flush: bool = True, **values: Any) -> list[Any]:
+        """Run a prepared read after flushing the buffers it depends on; records with attribute access.
+
+        `flush=False` is for primary-key lookups whose caller already looked in the buffer: a key absent from the
+        buffer is answered completely by the database, so a replay need not write its batch early.
+        """
+        if flush:
+            await self.flush(read.tables)
         if self._dialect != "sqlite":
             return list((await self._conn.execute(read.stmt, values)).all())
         plan = read.sqlite(self._conn.dialect)
@@ -791,7 +794,10 @@ class SqlMessageRepo(_Repo):
 
     async def get(self, community: str, id: str) -> MessageMeta | None:
         """The message's metadata, or None."""
-        rows = await self._tx._fetch(_MESSAGE_GET, c=community, id=id)
+        buffered = self._tx._buffered(MESSAGES, (community, id))
+        if buffered is not None:
+            return _message(SimpleNamespace(**buffered))
+        rows = await self._tx._fetch(_MESSAGE_GET, flush=False, c=community, id=id)
         return _message(rows[0]) if rows else None
 
     async def recent(self, community: str, room: str, limit: int) -> list[MessageMeta]:
@@ -838,7 +844,10 @@ class SqlQuestionRepo(_Repo):
 
     async def get(self, community: str, id: str) -> Question | None:
         """The question, or None."""
-        rows = await self._tx._fetch(_QUESTION_GET, c=community, id=id)
+        buffered = self._tx._buffered(QUESTIONS, (community, id))
+        if buffered is not None:
+            return _question(SimpleNamespace(**buffered))
+        rows = await self._tx._fetch(_QUESTION_GET, flush=False, c=community, id=id)
         return _question(rows[0]) if rows else None
 
     async def live(self, since: datetime) -> list[Question]:
@@ -979,7 +988,10 @@ class SqlMemberRepo(_Repo):
 
     async def get(self, community: str, member: str) -> MemberPrefs | None:
         """The member's preferences, or None when they never set any."""
-        rows = await self._tx._fetch(_MEMBER_GET, c=community, member=member)
+        buffered = self._tx._buffered(MEMBERS, (community, member))
+        if buffered is not None:
+            return _member(SimpleNamespace(**buffered))
+        rows = await self._tx._fetch(_MEMBER_GET, flush=False, c=community, member=member)
         return _member(rows[0]) if rows else None
 
     async def helpers(self, community: str, room: str) -> list[MemberPrefs]:

@@ -226,3 +226,17 @@ async def test_purge_deletes_old_rows_but_keeps_open_work(store: SqlStore) -> No
         assert await tx.outbox.get("sent-new") is not None
         assert await tx.seen.first(C, "old-key", at(300)) is True
         assert await tx.seen.first(C, "new-key", at(300)) is False
+
+
+async def test_forget_member_treats_like_wildcards_in_ids_literally(store: SqlStore) -> None:
+    wild, plain = "@a_b%:x", "@axbyy:x"
+    async with store.transaction() as tx:
+        for i, member in enumerate((wild, plain)):
+            tx.outbox.put(f"dm-{i}", C, {"action": "dm", "to": member}, at(0))
+            await tx.seen.first(C, f"reaction|m1|{member}|+1", at(0))
+            tx.questions.save(Question(C, f"q{i}", "#help", ANN, at(0), credited=[member]))
+    async with store.transaction() as tx:
+        counts = await tx.forget_member(C, wild)
+        assert (counts["outbox"], counts["seen_events"], counts["questions_scrubbed"]) == (1, 1, 1)
+        assert await _rows_containing(tx, wild) == {}
+        assert await _rows_containing(tx, plain) == {"outbox": 1, "questions": 1, "seen_events": 1}

@@ -38,6 +38,22 @@ async def test_buffered_writes_are_visible_to_reads_in_the_same_transaction(stor
         assert (await tx.questions.get(C, "m1")) == question("m1", 0)
 
 
+async def test_a_read_flushes_what_it_needs_and_the_rest_still_commits(store: SqlStore) -> None:
+    async with store.transaction() as tx:
+        tx.messages.add(msg("m1", 0))
+        tx.questions.save(question("q1", 0))
+        tx.nudges.save(Nudge(C, "q1", 1, at(30)))  # its question is buffered too: flushed first
+        tx.members.save(MemberPrefs(C, "@h:x", helper=True))
+        assert await tx.kv.get("nothing") is None  # touches none of the buffers above
+        assert [n.question for n in await tx.nudges.pending()] == ["q1"]
+        tx.answers.add(Answer(C, "q1", "m1", "@h:x", at(1), "reply"))
+    async with store.transaction() as tx:
+        assert await tx.messages.get(C, "m1") is not None
+        assert await tx.questions.get(C, "q1") is not None
+        assert await tx.members.get(C, "@h:x") is not None
+        assert [a.question for a in await tx.answers.for_message(C, "m1")] == ["q1"]
+
+
 async def test_committed_rows_are_visible_to_the_next_transaction(store: SqlStore) -> None:
     async with store.transaction() as tx:
         tx.messages.add(msg("m1", 0, reply_to="m0", thread="t1"))

@@ -1,0 +1,92 @@
+"""`lien simulate` as a user runs it: golden output, determinism, exit codes and bad-line handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent.parent / "data" / "simulate"
+GOLDEN_EVENTS = DATA / "basic.events.jsonl"
+GOLDEN_EXPECTED = DATA / "basic.expected.jsonl"
+
+
+def simulate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", "simulate", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def test_simulate_matches_the_golden_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    done = simulate(str(GOLDEN_EVENTS), "--until", "2026-03-04T00:00:00Z", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    if os.environ.get("LIEN_UPDATE_GOLDEN") == "1":
+        GOLDEN_EXPECTED.write_bytes(out.read_bytes())
+    assert out.read_bytes() == GOLDEN_EXPECTED.read_bytes()
+
+
+def test_simulate_is_deterministic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert simulate(str(GOLDEN_EVENTS), "--out", str(a)).returncode == 0
+    assert simulate(str(GOLDEN_EVENTS), "--out", str(b)).returncode == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_golden_output_has_the_spec_shape() -> None:
+    lines = [json.loads(line) for line in GOLDEN_EXPECTED.read_text().splitlines()]
+    actions = [d for d in lines if "action" in d]
+    questions = [d for d in lines if d.get("type") == "question"]
+    assert lines[-1]["type"] == "summary" and lines[-1]["questions"] == len(questions)
+    assert [d["ts"] for d in actions] == sorted(d["ts"] for d in actions)
+    assert [q["id"] for q in questions] == sorted(q["id"] for q in questions)
+    states = {q["id"]: q["state"] for q in questions}
+    assert states == {"m1": "resolved", "m4": "resolved", "m6": "stale", "m7": "withdrawn", "m9": "stale"}
+    refusal = next(d for d in actions if d["action"] == "refuse")
+    assert refusal["reason"] == "mass_dm" and "@everyone" not in refusal["text"]
+    assert all(len(d["mentions"]) <= 3 for d in actions)
+    assert lines[-1]["unknown_types"] == 1
+
+
+def test_a_bad_line_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    good = GOLDEN_EVENTS.read_text().splitlines()
+    bad.write_text("\n".join([*good[:3], '{"type":"message","community":"g1","room":"r","id":"x",'
+                              '"ts":"2026-03-02T09:00:00","author":"a","text":"hi"}', *good[3:]]) + "\n")
+    done = simulate(str(bad))
+    assert done.returncode == 2
+    assert f"{bad}:4: ts:" in done.stderr
+
+
+def test_skip_bad_reports_counts_and_keeps_the_good_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    good = GOLDEN_EVENTS.read_text().splitlines()
+    bad.write_text("\n".join([*good[:3], "{not json", *good[3:]]) + "\n")
+    out = tmp_path / "out.jsonl"
+    done = simulate(str(bad), "--skip-bad", "--until", "2026-03-04T00:00:00Z", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"{bad}:4:" in done.stderr
+    lines = out.read_text().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["skipped_bad"] == 1 and summary["events"] == 13
+    assert lines[:-1] == GOLDEN_EXPECTED.read_text().splitlines()[:-1]
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    done = simulate(str(tmp_path / "nope.jsonl"))
+    assert done.returncode == 2 and "nope.jsonl" in done.stderr
+
+
+@pytest.mark.parametrize("config, needle", [
+    ("[nudges]\nmax_helpers = 9\n", "nudges.max_helpers"),
+    ("[questions]\nmode = 'sometimes'\n", "questions.mode"),
+], ids=["out-of-range", "bad-choice"])
+def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, config: str, needle: str) -> None:
+    cfg = tmp_path / "lien.toml"
+    cfg.write_text(config)
+    done = simulate(str(GOLDEN_EVENTS), "--config", str(cfg))
+    assert done.returncode == 2
+    assert needle in done.stderr and "lien.toml:" in done.stderr

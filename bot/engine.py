@@ -46,8 +46,11 @@ class Engine:
         scheduler: Scheduler,
         *,
         reload_settings: Callable[[], Settings] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
+        #: Does this process own the community's scheduled work? (Discord shards: only the shard's process.)
+        self.owns: Callable[[str], bool] = owns or (lambda community: True)
         self.store = store
         self.clock = clock
         self.scheduler = scheduler
@@ -87,6 +90,8 @@ class Engine:
                     (m.ts for m in metas), default=q.asked_ts
                 )
             for n in await tx.nudges.pending():
+                if not self.owns(n.community):
+                    continue
                 catch_up = timedelta(hours=self.settings.room(n.community).nudges.catch_up_hours)
                 if n.due < now - catch_up:
                     n.state = NudgeState.SKIPPED_OVERDUE
@@ -104,7 +109,7 @@ class Engine:
         count = 0
         async with self.store.transaction() as tx:
             for n in await tx.nudges.pending():
-                if n.key not in self._pending:
+                if n.key not in self._pending and self.owns(n.community):
                     self._pending[n.key] = n
                     self.scheduler.at(max(n.due, self.clock.now()), n.key)
                     count += 1
@@ -292,7 +297,7 @@ class Engine:
 
     async def _fire_nudge(self, tx: Tx, key: str) -> list[Action]:
         n = self._pending.get(key)
-        if n is None or n.state != NudgeState.PENDING:
+        if n is None or n.state != NudgeState.PENDING or not self.owns(n.community):
             return []
         q = self.tracker.get(n.community, n.question) or await tx.questions.get(n.community, n.question)
         now = self.clock.now()

@@ -8,10 +8,9 @@ hot working set in memory; the rows are the truth, reloaded by `start()`.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot import render
 from bot.actions import Action, Dm, Reply, Report, to_record
@@ -21,7 +20,7 @@ from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Me
 from bot.gate import OutboundGate
 from bot.members import MemberDirectory
 from bot.model import HelpEdge, MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
-from bot.nudges import JoinWave, Ladder, PingBudget, ladder_for, quiet_until, rank_helpers
+from bot.nudges import AnswerTimes, JoinWave, Ladder, PingBudget, quiet_until, rank_helpers
 from bot.ports import Clock, Scheduler, Store, Tx
 from bot.tracker import Change, Linked, Opened, QuestionTracker, Resolved, Withdrawn
 
@@ -31,6 +30,7 @@ PURGE_KEY = "purge"
 #: Recent messages per room the linker keeps in memory, and how long closed questions stay there.
 WINDOW = 50
 LINGER = timedelta(days=3)
+EVICT_EVERY = timedelta(hours=1)
 #: First-answer delays kept per room for adaptive nudge delays.
 _DELAY_SAMPLES = 200
 
@@ -63,13 +63,13 @@ class Engine:
         #: Communities where nudges wait: paused by an admin or frozen by a join wave.
         self.paused: set[str] = set()
         self._pending: dict[str, Nudge] = {}
-        self._delays: dict[tuple[str, str], deque[float]] = defaultdict(lambda: deque(maxlen=_DELAY_SAMPLES))
-        self._ladders: dict[tuple[str, str], Ladder] = {}
+        self.answer_times = AnswerTimes(_DELAY_SAMPLES)
         self._last_level1: dict[tuple[str, str, str], datetime] = {}
         self._room_latest: dict[tuple[str, str], datetime] = {}
         #: Members pinged at level 2 per question, to learn whether they helped (budget halving).
         self._pinged: dict[tuple[str, str], tuple[str, ...]] = {}
         self._batch: _Batch | None = None
+        self._evicted_at = datetime.min.replace(tzinfo=UTC)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -106,12 +106,19 @@ class Engine:
 
     async def reconcile(self) -> int:
         """Re-arm any pending nudge whose timer was lost; returns how many were re-armed."""
+        # A timer can also be lost inside the scheduler (a job dropped behind the engine's back): ask it, when it
+        # can tell, which keys are armed. Keys unknown to the engine are re-armed in any case.
+        listing = getattr(self.scheduler, "pending", None)
+        armed = listing() if callable(listing) else None
         count = 0
         async with self.store.transaction() as tx:
             for n in await tx.nudges.pending():
-                if n.key not in self._pending and self.owns(n.community):
-                    self._pending[n.key] = n
-                    self.scheduler.at(max(n.due, self.clock.now()), n.key)
+                known = n.key in self._pending and (armed is None or n.key in armed)
+                if known or not self.owns(n.community):
+                    continue
+                kept = self._pending.setdefault(n.key, n)
+                if n.community not in self.paused:  # paused ones are re-armed by `resume`
+                    self.scheduler.at(max(kept.due, self.clock.now()), kept.key)
                     count += 1
         return count
 
@@ -140,6 +147,10 @@ class Engine:
 
     async def handle(self, event: Event) -> list[Action]:
         """Process one event: update state and rows, and return the actions to perform."""
+        if event.ts - self._evicted_at >= EVICT_EVERY:
+            # Memory stays bounded by open state: closed, idle questions leave the working set (rows remain).
+            self.tracker.evict(event.ts)
+            self._evicted_at = event.ts
         async with self._unit() as tx:
             actions = await self._dispatch(tx, event)
         return [self.gate.check(a) for a in actions]
@@ -169,6 +180,10 @@ class Engine:
                 await self._load_refs(tx, event.community, self.tracker.missing_refs(event))
                 return await self._apply(tx, self.tracker.on_reaction(event))
             case Edit():
+                # An edit replayed after the question was closed and evicted must not open it again.
+                if self.tracker.get(event.community, event.id) is None and await tx.questions.get(
+                        event.community, event.id) is not None:
+                    await self._load_refs(tx, event.community, [event.id])
                 return await self._apply(tx, self.tracker.on_edit(event))
             case Delete():
                 await self._load_refs(tx, event.community, [event.id])
@@ -188,8 +203,9 @@ class Engine:
             return await self.commands.run(tx, parse_command(m, prefix))
         room_key = (m.community, m.room)
         latest = self._room_latest.get(room_key)
-        # Out of order: a replay after a restart may bring back a message we already stored.
-        if (latest is not None and m.ts < latest and self.tracker.get(m.community, m.id) is None
+        # Out of order, or in a room this process has not seen yet: a replay after a restart may bring back a
+        # message we already stored (a question closed long ago must not open again).
+        if ((latest is None or m.ts < latest) and self.tracker.get(m.community, m.id) is None
                 and await tx.messages.get(m.community, m.id) is not None):
             return []
         if latest is None or m.ts > latest:
@@ -237,6 +253,7 @@ class Engine:
             tx.questions.save(q)
             match ch:
                 case Opened():
+                    await self._load_answer_times(tx, q.community, q.room)
                     self._plan(tx, q, 1)
                 case Linked(answer=a):
                     tx.answers.add(a)
@@ -255,9 +272,15 @@ class Engine:
 
     def _record_delay(self, q: Question) -> None:
         assert q.first_answer_ts is not None
-        key = (q.community, q.room)
-        self._delays[key].append((q.first_answer_ts - q.asked_ts).total_seconds())
-        self._ladders.pop(key, None)
+        self.answer_times.add((q.community, q.room), (q.first_answer_ts - q.asked_ts).total_seconds())
+
+    async def _load_answer_times(self, tx: Tx, community: str, room: str) -> None:
+        """Read the room's times to first answer from the rows when first needed, and now and then after."""
+        days = self.settings.room(community, room).nudges.history_days
+        now = self.clock.now()
+        if self.answer_times.stale((community, room), now, days):
+            delays = await tx.questions.first_answer_delays(community, room, now - timedelta(days=days))
+            self.answer_times.load((community, room), delays, now)
 
     def _settle(self, tx: Tx, q: Question, helpers: set[str]) -> None:
         """The question no longer needs nudges: cancel pending levels; tell the budget who helped after a ping."""
@@ -275,11 +298,7 @@ class Engine:
     # -- nudges ------------------------------------------------------------------------------------------------
 
     def _ladder(self, community: str, room: str) -> Ladder:
-        key = (community, room)
-        ladder = self._ladders.get(key)
-        if ladder is None:
-            ladder = self._ladders[key] = ladder_for(self.settings.room(community, room).nudges, self._delays[key])
-        return ladder
+        return self.answer_times.ladder((community, room), self.settings.room(community, room).nudges)
 
     def _plan(self, tx: Tx, q: Question, level: int) -> None:
         rs = self.settings.room(q.community, q.room)
@@ -323,10 +342,14 @@ class Engine:
             q.nudges += 1
         q.level = n.level
         if n.level < 3:
+            await self._load_answer_times(tx, q.community, q.room)
             self._plan(tx, q, n.level + 1)
         else:
             self.tracker.mark_stale(q.community, q.id)
             q.state = QState.STALE
+            # Nobody answered: members pinged about it let it pass (two in a row halve their rate).
+            for member in self._pinged.pop((q.community, q.id), ()):
+                self.budget.outcome(q.community, member, helped=False)
         tx.questions.save(q)
         return actions
 
@@ -408,10 +431,20 @@ class Engine:
         self.settings = settings
         self.tracker.settings = settings
         self.gate = OutboundGate(settings.lien.max_recipients)
-        self._ladders.clear()
+        self.answer_times.settings_changed()
 
     def forget(self, community: str, member: str) -> None:
         """Drop every in-memory trace of a member (after their rows were deleted)."""
+        # Their open questions' nudges: the rows are gone, so the timers must go too (a firing timer would write
+        # a nudge row for a deleted question).
+        for q in [q for q in self.tracker.open_questions() if q.community == community and q.author == member]:
+            for level in (1, 2, 3):
+                if self._pending.pop(nudge_key(community, q.id, level), None) is not None:
+                    self.scheduler.cancel(nudge_key(community, q.id, level))
+            self._pinged.pop((community, q.id), None)
+        for key, pinged in list(self._pinged.items()):
+            if key[0] == community and member in pinged:
+                self._pinged[key] = tuple(m for m in pinged if m != member)
         self.budget.forget(community, member)
         for key in [k for k in self._last_level1 if k[0] == community and k[2] == member]:
             del self._last_level1[key]

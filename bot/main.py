@@ -161,8 +161,12 @@ def build_adapters(settings: Settings, store: object, clock: object, env: dict[s
         adapters.append(DiscordAdapter(token, clock=clock, settings=ds,  # type: ignore[arg-type]
                                        prefix=settings.lien.command_prefix, bot_ids=settings.lien.bot_ids,
                                        last_processed=last_processed))
+    if settings.bridge is not None:
+        from adapters.jsonl_bridge import BridgeSettings, JsonlBridge
+
+        adapters.append(JsonlBridge.from_settings(BridgeSettings.from_section(settings.bridge)))
     if not adapters:
-        raise ConfigError("the configuration has neither a [discord] nor a [matrix] section: nothing to run")
+        raise ConfigError("the configuration has no [discord], [matrix] or [bridge] section: nothing to run")
     return adapters
 
 
@@ -194,11 +198,13 @@ async def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await engine.start()
-        scheduler.start()
-        scheduler.every(300, "reconcile")
         try:
             for adapter in adapters:
                 await adapter.start(runtime.handler_for(adapter))  # type: ignore[attr-defined]
+            # Timers start once the adapters have caught up: an answer posted while lien was down cancels its
+            # nudge before the overdue timer fires.
+            scheduler.start()
+            scheduler.every(300, "reconcile")
             delivered = await runtime.deliver_unsent()
             log.warning("lien is running with %d adapter(s); %d undelivered action(s) resumed",
                         len(adapters), delivered)
@@ -280,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a configuration file")
     c.add_argument("file")
 
+    im = sub.add_parser("import", help="convert chat exports into an events file (JSON Lines) for `lien simulate`")
+    kinds = im.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, what in (("discord", "DiscordChatExporter JSON exports"), ("matrix", 'Element "Export chat" JSON files')):
+        k = kinds.add_parser(kind, help=f"import {what}")
+        k.add_argument("files", nargs="+", type=Path, metavar="FILE", help="export files, merged in time order")
+        k.add_argument("--out", type=Path, help="write the events here (default: standard output)")
+        k.add_argument("--skip-bad", action="store_true", help="report malformed records and go on (counted)")
+        k.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+        if kind == "matrix":
+            k.add_argument("--community", help="community id (default: the server name in the room id)")
+
     e = sub.add_parser("eval", help="measure question detection and answer linking on labelled chat logs")
     e.add_argument("--data", default="../shared/data/chat-eval", help="folder of datasets (events + gold)")
     return p
@@ -300,6 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(args))
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "import":
+            from adapters.importing import run_import
+
+            return run_import(args.kind, args.files, args.out, args.skip_bad, not args.no_progress,
+                              community=getattr(args, "community", None))
         if args.command == "eval":
             return _eval(args)
     except (InputError, ConfigError) as exc:

@@ -13,11 +13,12 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
 from nio import (
@@ -32,10 +33,12 @@ from nio import (
     RoomMessagesResponse,
     RoomPreset,
     RoomRedactResponse,
+    RoomResolveAliasResponse,
     RoomSendResponse,
     SyncResponse,
     WhoamiResponse,
 )
+from pydantic import AfterValidator, Field, ValidationError
 
 from adapters.matrix_events import (
     KEY_FIELD,
@@ -49,6 +52,7 @@ from adapters.matrix_events import (
     to_event,
 )
 from bot.actions import Action, DeleteMessage, Dm, Post, Refuse, Reply, Timeout
+from bot.config_file import MatrixSection
 from bot.errors import ConfigError, LienError, UnsupportedAction
 from bot.ports import EventHandler
 
@@ -66,6 +70,44 @@ SYNC_FILTER: dict[str, Any] = {
     "room": {"timeline": {"limit": 50}, "state": {"lazy_load_members": True},
              "ephemeral": {"not_types": ["*"]}},
 }
+
+
+#: A room id (`!opaque:server`, or `!opaque` from room version 12 on) or an alias (`#name:server`).
+_ROOM_REF = re.compile(r"![^\s:]+(?::\S+)?|#[^\s:]+:\S+")
+
+
+def _room_ref(value: str) -> str:
+    if _ROOM_REF.fullmatch(value):
+        return value
+    raise ValueError('must be a room id ("!abc:example.org", or "!opaque" in room v12) or alias ("#lien:example.org")')
+
+
+class MatrixSettings(MatrixSection):
+    """The `[matrix]` table as the adapter uses it: the core's schema (`MatrixSection`) plus the community id.
+
+    Secrets stay out: the composition root reads `access_token_env`/`_file` or `password_env`/`_file` with
+    `bot.config_file.resolve_secret` and hands the adapter the values.
+    """
+
+    #: The community id lien files this homeserver's rooms under; None: the server name of `user_id`.
+    community: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    #: Rooms (ids or aliases) lien joins at start. Room v12 ids carry no server name (`!opaque`).
+    rooms: Annotated[tuple[Annotated[str, AfterValidator(_room_ref)], ...], Field(strict=False)] = ()
+
+    @property
+    def community_id(self) -> str:
+        """`community`, or the server name of lien's user id."""
+        return self.community or self.user_id.partition(":")[2]
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None) -> MatrixSettings:
+        """Validate the raw `[matrix]` table; errors name the key as `matrix.KEY`."""
+        try:
+            return cls.model_validate(dict(section or {}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"matrix.{'.'.join(str(p) for p in e['loc']) or '(table)'}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(problems) from None
 
 
 class _Stopped(Exception):
@@ -129,6 +171,7 @@ class MatrixAdapter:
         device_id: str | None = None,
         device_name: str = "lien",
         allowed_inviters: Collection[str] = (),
+        rooms: Collection[str] = (),
         bot_ids: Collection[str] = (),
         command_prefix: str = "!lien",
         sync_timeout_ms: int = 30_000,
@@ -150,6 +193,7 @@ class MatrixAdapter:
         self._device_id = device_id
         self._device_name = device_name
         self._allowed = frozenset(allowed_inviters)
+        self._join_at_start = tuple(dict.fromkeys(rooms))
         self._bot_ids = frozenset(bot_ids)
         self._prefix = command_prefix
         self._sync_timeout_ms = sync_timeout_ms
@@ -173,6 +217,26 @@ class MatrixAdapter:
         self._poll: asyncio.Future[Any] | None = None
         self._stopping = asyncio.Event()
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: MatrixSettings,
+        *,
+        kv_get: KvGet,
+        kv_set: KvSet,
+        access_token: str | None,
+        password: str | None,
+        bot_ids: Collection[str] = (),
+        default_prefix: str = "!lien",
+    ) -> MatrixAdapter:
+        """The adapter a validated `[matrix]` table describes, with its secrets already resolved."""
+        return cls(
+            homeserver=settings.homeserver, user_id=settings.user_id, community=settings.community_id,
+            kv_get=kv_get, kv_set=kv_set, access_token=access_token, password=password,
+            device_id=settings.device_id, allowed_inviters=settings.invite_allow, rooms=settings.rooms,
+            bot_ids=bot_ids, command_prefix=settings.command_prefix or default_prefix,
+        )
+
     # -- kv keys ---------------------------------------------------------------------------------------------
 
     def _kv(self, name: str) -> str:
@@ -181,7 +245,12 @@ class MatrixAdapter:
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self, on_event: EventHandler) -> None:
-        """Log in, run the first sync (skipping history on a first start) and start the sync loop."""
+        """Log in, run the first sync and start the sync loop; returns once caught up.
+
+        On a first start all history is skipped; on a restart every event since the stored sync token has been
+        handed to `on_event` (and awaited) before this returns, so timers started afterwards see caught-up state.
+        Rooms listed in `rooms` are joined last.
+        """
         self._on_event = on_event
         self._stopping.clear()
         try:
@@ -195,6 +264,7 @@ class MatrixAdapter:
         await self._handle_sync(resp, emit=not first)
         await self._commit_token(resp.next_batch)
         log.info("matrix %s synced (%s)", self.user_id, "first start, history skipped" if first else "resumed")
+        await self._join_configured()
         self._sync_task = self._spawn(self._sync_loop(), "matrix sync loop")
 
     async def stop(self) -> None:
@@ -451,29 +521,53 @@ class MatrixAdapter:
                 return
         log.info("matrix: lien is no longer in room %s", room_id)
 
+    async def _join_configured(self) -> None:
+        """Join the configured rooms lien is not in yet; a room it may not join is logged and skipped."""
+        assert self._client is not None
+        for room in self._join_at_start:
+            room_id = room if room.startswith("!") else await self._resolve_alias(room)
+            if room_id is not None and room_id in self._client.rooms:
+                continue
+            if await self._join(room, "it is listed in matrix.rooms"):
+                log.info("matrix: joined %s (listed in matrix.rooms)", room)
+
+    async def _resolve_alias(self, alias: str) -> str | None:
+        """The room id of an alias, or None when it cannot be resolved now (joining will then say why)."""
+        assert self._client is not None
+        try:
+            resp: Any = await self._client.room_resolve_alias(alias)
+        except TRANSPORT_ERRORS:
+            return None
+        return resp.room_id if isinstance(resp, RoomResolveAliasResponse) else None
+
+    async def _join(self, room: str, why: str) -> bool:
+        """Join a room (id or alias), waiting out 429s and network errors; False when the server refuses."""
+        assert self._client is not None
+        failures = 0
+        while True:
+            try:
+                resp: Any = await self._client.join(room)
+            except TRANSPORT_ERRORS as exc:
+                resp = exc
+            if isinstance(resp, JoinResponse):
+                return True
+            if isinstance(resp, ErrorResponse) and not _retryable(resp):
+                log.warning("matrix: could not join %s, although %s: %s", room, why, resp)
+                return False
+            delay = self._retry_delay(failures, resp)
+            failures += 1
+            if await self._pause(delay):
+                return False
+
     async def _consider_invite(self, room_id: str, invite_state: list[Any]) -> None:
         inviter = inviter_of(invite_state, self.user_id)
         if not invite_allowed(inviter, self._allowed):
             log.warning("matrix: ignoring invite to %s from %s (not allow-listed)", room_id, inviter)
             return
-        assert self._client is not None
-        failures = 0
-        while True:
-            try:
-                resp: Any = await self._client.join(room_id)
-            except TRANSPORT_ERRORS as exc:
-                resp = exc
-            if isinstance(resp, JoinResponse):
-                log.info("matrix: joined %s on invite from %s", room_id, inviter)
-                return
-            if isinstance(resp, ErrorResponse) and not _retryable(resp):
-                log.warning("matrix: could not join %s: %s", room_id, resp)
-                self._handled_invites.discard(room_id)
-                return
-            delay = self._retry_delay(failures, resp)
-            failures += 1
-            if await self._pause(delay):
-                return
+        if await self._join(room_id, f"{inviter} invited lien"):
+            log.info("matrix: joined %s on invite from %s", room_id, inviter)
+        else:
+            self._handled_invites.discard(room_id)
 
     # -- actions ----------------------------------------------------------------------------------------------
 
@@ -499,7 +593,7 @@ class MatrixAdapter:
         assert self._client is not None
         client = self._client
         event_id = await self._enqueue(room_id, lambda: client.room_send(room_id, etype, content, tx_id=txn),
-                                       f"{action.name} {action.key or ''}")
+                                       f"{action.name} {action.key}" if action.key else action.name)
         if action.key:
             self._sent_keys.add(action.key)
         return event_id

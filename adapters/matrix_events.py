@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from bot.actions import Action, Dm, Post, React, Refuse, Reply, Report
 from bot.errors import UnsupportedAction
@@ -36,6 +36,11 @@ _PILL = re.compile(
 # Legacy push rules notify the whole room on the word "@room" in the body, whatever `m.mentions` says.
 _ROOM_PING = re.compile(r"@(room)\b", re.IGNORECASE)
 _WORD_JOINER = "\u2060"
+#: lien's neutral text tokens (see bot.render): a member mention and a link to a question.
+_MENTION_TOKEN = re.compile(r"<@([^>\s]+)>")
+_LINK_TOKEN = re.compile(r"<link:(?P<room>[^/>\s]+)/(?P<event>[^>\s]+)>")
+# Characters kept as they are in matrix.to links; anything else (a `/` in an old event id) is percent-encoded.
+_ID_SAFE = "!$@:._~+=,-"
 
 
 def _source(raw: Mapping[str, Any] | Any) -> Mapping[str, Any]:
@@ -327,6 +332,11 @@ def neutralise_room_ping(text: str) -> str:
     return _ROOM_PING.sub(lambda m: "@" + _WORD_JOINER + m.group(1), text)
 
 
+def permalink(room_id: str, event_id: str) -> str:
+    """The matrix.to link to an event (what lien's neutral `<link:ROOM/EVENT>` token becomes)."""
+    return f"https://matrix.to/#/{quote(room_id, safe=_ID_SAFE)}/{quote(event_id, safe=_ID_SAFE)}"
+
+
 def _pill(user_id: str) -> str:
     href = html.escape(user_id, quote=True)
     return f'<a href="https://matrix.to/#/{href}">{html.escape(neutralise_room_ping(user_id))}</a>'
@@ -337,22 +347,34 @@ def _html_text(text: str) -> str:
 
 
 def _render(text: str, mentions: tuple[str, ...]) -> tuple[str, str]:
-    """Plain body and HTML body with pills; mentions not written in the text go first, as `@a, @b: text`."""
+    """Plain body and HTML body: mentions become pills, `<link:ROOM/EVENT>` tokens matrix.to links.
+
+    A mention is written either as lien's neutral token `<@ID>` or as the bare id; mentions written nowhere in
+    the text go first, as `@a, @b: text`. A `<@ID>` token of someone not in `mentions` stays inert text.
+    """
     wanted = list(dict.fromkeys(mentions))
+    text = _MENTION_TOKEN.sub(lambda m: m.group(1) if m.group(1) in wanted else m.group(0), text)
     missing = ", ".join(m for m in wanted if m not in text)
     body = f"{missing}: {text}" if missing and text else (missing or text)
-    if not wanted:
-        return neutralise_room_ping(body), _html_text(body)
-    # Longest ids first, so `@al:x` never matches inside `@alice:x`.
-    ids = re.compile("|".join(re.escape(u) for u in sorted(wanted, key=len, reverse=True)))
-    parts: list[str] = []
+    # Links first, then ids longest first, so `@al:x` never matches inside `@alice:x`.
+    alternatives = [_LINK_TOKEN.pattern, *(re.escape(u) for u in sorted(wanted, key=len, reverse=True))]
+    plain: list[str] = []
+    rich: list[str] = []
     pos = 0
-    for match in ids.finditer(body):
-        parts.append(_html_text(body[pos:match.start()]))
-        parts.append(_pill(match.group(0)))
+    for match in re.finditer("|".join(alternatives), body):
+        plain.append(body[pos:match.start()])
+        rich.append(_html_text(body[pos:match.start()]))
+        if match.group("room") is not None:
+            url = permalink(match.group("room"), match.group("event"))
+            plain.append(url)
+            rich.append(f'<a href="{html.escape(url, quote=True)}">{html.escape(url, quote=False)}</a>')
+        else:
+            plain.append(match.group(0))
+            rich.append(_pill(match.group(0)))
         pos = match.end()
-    parts.append(_html_text(body[pos:]))
-    return neutralise_room_ping(body), "".join(parts)
+    plain.append(body[pos:])
+    rich.append(_html_text(body[pos:]))
+    return neutralise_room_ping("".join(plain)), "".join(rich)
 
 
 def to_content(action: Action, *, reply_event: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -92,9 +92,10 @@ def _matrix_target(v: str) -> str:
 
 
 def _matrix_room(v: str) -> str:
-    if re.fullmatch(r"[!#][^:\s]+:[^\s]+", v):
+    # Room versions 12 and later have opaque ids without a server name.
+    if re.fullmatch(r"![^\s:]+(?::\S+)?|#[^\s:]+:\S+", v):
         return v
-    raise ValueError('must be a room id ("!abc:example.org") or alias ("#lien:example.org")')
+    raise ValueError('must be a room id ("!abc:example.org", or "!opaque" in room v12+) or alias ("#lien:example.org")')
 
 
 class MatrixSection(_Section):

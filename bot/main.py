@@ -27,15 +27,33 @@ def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if verbose < 2:
+        # The SDKs log every event at INFO; keep them quiet unless asked twice.
+        for name in ("nio", "discord"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def load_config(path: str | None) -> Settings:
-    """The validated settings from `path`, or the defaults when no file is given."""
+def adapter_sections() -> dict[str, type]:
+    """The platform adapters' own section schemas, so `[discord]` and `[matrix]` are validated in full."""
+    from adapters.discord_adapter import DiscordSettings
+    from adapters.matrix_adapter import MatrixSettings
+
+    return {"discord": DiscordSettings, "matrix": MatrixSettings}
+
+
+def load_config(path: str | None, *, live: bool = False) -> Settings:
+    """The validated settings from `path`, or the defaults when no file is given.
+
+    `live` (lien run, check-config) validates the adapter sections with their own schemas and requires every
+    secret to be readable; replays skip both.
+    """
     if path is None:
         return Settings()
     from bot.config_file import load_settings
 
-    return load_settings(Path(path), os.environ)
+    if live:
+        return load_settings(Path(path), os.environ, sections=adapter_sections())
+    return load_settings(Path(path), os.environ, check_secrets=False)
 
 
 @asynccontextmanager
@@ -179,7 +197,7 @@ async def _run(args: argparse.Namespace) -> int:
     from bot.runtime import Runtime
 
     env = dict(os.environ)
-    settings = load_config(args.config)
+    settings = load_config(args.config, live=True)
     clock = SystemClock()
     async with open_store(settings.storage.resolved_url(env)) as store:
         holder: list[Runtime] = []
@@ -189,7 +207,7 @@ async def _run(args: argparse.Namespace) -> int:
 
         scheduler = ApScheduler(on_due)
         engine = Engine(settings, store, clock, scheduler,  # type: ignore[arg-type]
-                        reload_settings=lambda: load_config(args.config))
+                        reload_settings=lambda: load_config(args.config, live=True))
         adapters = build_adapters(settings, store, clock, env)
         runtime = Runtime(engine, adapters, clock)  # type: ignore[arg-type]
         holder.append(runtime)
@@ -203,9 +221,10 @@ async def _run(args: argparse.Namespace) -> int:
                 await adapter.start(runtime.handler_for(adapter))  # type: ignore[attr-defined]
             # Timers start once the adapters have caught up: an answer posted while lien was down cancels its
             # nudge before the overdue timer fires.
+            # Left-overs of the previous run go first, so a level-2 nudge never overtakes its unsent level 1.
+            delivered = await runtime.deliver_unsent()
             scheduler.start()
             scheduler.every(300, "reconcile")
-            delivered = await runtime.deliver_unsent()
             log.warning("lien is running with %d adapter(s); %d undelivered action(s) resumed",
                         len(adapters), delivered)
             await stop.wait()
@@ -232,7 +251,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from bot.config_file import check_config
 
-    code, message = check_config(Path(args.file), os.environ)
+    code, message = check_config(Path(args.file), os.environ, sections=adapter_sections())
     print(message, file=sys.stdout if code == 0 else sys.stderr)
     return code
 

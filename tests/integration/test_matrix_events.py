@@ -301,3 +301,46 @@ def test_reconnect_backoff_is_capped_exponential_with_jitter(failures: int, low:
         assert low <= delay <= high
     assert backoff_delay(failures, initial=1.0, cap=300.0, rng=lambda: 0.0) < backoff_delay(
         failures, initial=1.0, cap=300.0, rng=lambda: 1.0)
+
+
+# -- lien's neutral tokens ---------------------------------------------------------------------------------------
+
+
+def test_mention_tokens_become_pills_and_m_mentions_lists_exactly_the_actions_mentions() -> None:
+    # The level-2 nudge text as bot/render.py writes it: each helper named twice, as `<@ID>`.
+    text = f"<@{BOB}> <@{CAROL}>: you may be able to help (<@{BOB}> you helped before; <@{CAROL}> you help often)."
+    action = Reply(ts=NOW, community="localhost", room=ROOM, kind="nudge", level=2, reply_to=QUESTION,
+                   mentions=(BOB, CAROL), text=text)
+    content = to_content(action)
+    assert content["m.mentions"] == {"user_ids": [BOB, CAROL]}
+    assert content["body"] == (f"{BOB} {CAROL}: you may be able to help ({BOB} you helped before; "
+                               f"{CAROL} you help often).")
+    assert content["formatted_body"].count(f'<a href="https://matrix.to/#/{BOB}">{BOB}</a>') == 2
+    assert content["formatted_body"].count(f'<a href="https://matrix.to/#/{CAROL}">{CAROL}</a>') == 2
+    assert "&lt;@" not in content["formatted_body"]
+
+
+@pytest.mark.parametrize("token", [f"<@{ALICE}>", f"<\uff20{ALICE}>"], ids=["raw-token", "gate-neutralised"])
+def test_mention_token_of_someone_not_mentioned_stays_inert_text(token: str) -> None:
+    content = to_content(Post(ts=NOW, community="c", room=ROOM, kind="x", mentions=(BOB,),
+                              text=f"asked by {token}, {BOB} may know"))
+    assert content["m.mentions"] == {"user_ids": [BOB]}
+    assert f"matrix.to/#/{ALICE}" not in content["formatted_body"]
+    assert content["formatted_body"].count("<a href=") == 1
+
+
+def test_question_link_token_becomes_a_matrix_to_permalink() -> None:
+    action = Reply(ts=NOW, community="c", room=ROOM, kind="command", reply_to=QUESTION,
+                   text=f"Oldest open questions:\n- <link:{ROOM}/{QUESTION}> (5 min)")
+    content = to_content(action)
+    url = f"https://matrix.to/#/{ROOM}/{QUESTION}"
+    assert content["body"] == f"Oldest open questions:\n- {url} (5 min)"
+    assert f'<a href="{url}">{url}</a>' in content["formatted_body"]
+    assert content["formatted_body"].startswith("Oldest open questions:<br>- ")
+    assert content["m.mentions"] == {"user_ids": []}
+
+
+def test_link_to_an_old_event_id_with_a_slash_is_percent_encoded() -> None:
+    content = to_content(Post(ts=NOW, community="c", room="!old:example.org", kind="x",
+                              text="see <link:!old:example.org/$ab/c+d:example.org>"))
+    assert content["body"] == "see https://matrix.to/#/!old:example.org/$ab%2Fc+d:example.org"

@@ -1,7 +1,8 @@
 """Fixtures for Matrix end-to-end tests: one throwaway Synapse per session, fresh users, members and adapters.
 
-Reusable by later engine scenarios: `make_member` gives a human client, `make_adapter` a started MatrixAdapter
-whose events land in an `EventRecorder` (or in any handler passed in), with a `MemoryKv` that survives restarts.
+`make_member` gives a human client, `make_adapter` a started MatrixAdapter whose events land in an
+`EventRecorder` (or in any handler passed in), with a `MemoryKv` that survives restarts, and `make_lien` a whole
+`lien run` process with its own config file and database.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from adapters.matrix_adapter import MatrixAdapter
 from bot.events import Event
 from bot.ports import EventHandler
+from tests.e2e.matrix.lien_process import LienProcess
 from tests.e2e.matrix.members import Member
 from tests.e2e.matrix.synapse_harness import SynapseServer, TestUser
 
@@ -27,6 +29,7 @@ _startup: dict[str, float] = {}
 MakeMember = Callable[["str | TestUser"], Awaitable[Member]]
 MakeAdapter = Callable[..., Awaitable[MatrixAdapter]]
 MakeUser = Callable[..., TestUser]
+MakeLien = Callable[..., LienProcess]
 
 
 class MemoryKv:
@@ -91,10 +94,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture
 def make_user(synapse: SynapseServer) -> Callable[..., TestUser]:
-    """Register a fresh user (unique localpart per call); `rate_limited=True` keeps Synapse's message limits."""
+    """Register a fresh user (unique localpart per call); `rate_limited=True` keeps Synapse's message limits,
+    `message_rate=(per_second, burst)` sets the user's own."""
 
-    def make(name: str, *, rate_limited: bool = False) -> TestUser:
-        return synapse.register(f"{name}-{uuid.uuid4().hex[:8]}", rate_limited=rate_limited)
+    def make(name: str, *, rate_limited: bool = False, message_rate: tuple[int, int] | None = None) -> TestUser:
+        return synapse.register(f"{name}-{uuid.uuid4().hex[:8]}", rate_limited=rate_limited,
+                                message_rate=message_rate)
 
     return make
 
@@ -140,6 +145,23 @@ async def make_adapter(synapse: SynapseServer) -> AsyncIterator[MakeAdapter]:
     for adapter in started:
         async with asyncio.timeout(60):
             await adapter.stop()
+
+
+@pytest.fixture
+async def make_lien(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[MakeLien]:
+    """A factory of `lien run` processes (not started) for a user; any still running at teardown is killed."""
+    made: list[LienProcess] = []
+
+    def make(user: TestUser, **options: Any) -> LienProcess:
+        workdir = tmp_path / f"lien-{len(made)}"
+        workdir.mkdir()
+        process = LienProcess(workdir, synapse, user, **options)
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        await process.kill()
 
 
 @pytest.fixture

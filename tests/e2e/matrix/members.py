@@ -46,8 +46,10 @@ class Member:
     async def close(self) -> None:
         await self.client.close()
 
-    async def create_room(self, *, invite: tuple[str, ...] = (), name: str = "test room") -> str:
-        resp = await self.client.room_create(name=name, invite=list(invite))
+    async def create_room(self, *, invite: tuple[str, ...] = (), name: str = "test room",
+                          alias: str | None = None) -> str:
+        """A new private room (this member its creator), with a local `alias` (`#alias:server`) if given."""
+        resp = await self.client.room_create(name=name, invite=list(invite), alias=alias)
         if not isinstance(resp, RoomCreateResponse):
             raise MemberError(f"create room: {resp}")
         return resp.room_id

@@ -4,6 +4,9 @@ Events come from the gateway's raw dispatches (`on_socket_raw_receive`, hence `e
 function translates live traffic, history and tests alike. One worker feeds them to `on_event` in gateway order.
 Slash commands (`/lien ...`) arrive the same way; the CommandTree callback only hands over the `Interaction`, and
 the reply actions for that command (reply_to = the command id) go out as its ephemeral response or followups.
+`start` returns only once what was posted while lien was away has been read back and handled, so the composition
+root can start its timers after it. With sharding, `owns(guild)` says which guilds this process serves; actions
+for the others are refused (their own process performs them).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import random
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,6 +55,8 @@ _WANTED = re.compile(r'"t"\s*:\s*"(' + "|".join(sorted(HANDLED_DISPATCHES | {"RE
 _INTERACTION_TTL = 15 * 60.0
 _HISTORY_PAGE = 100
 _MAX_SERVER_ERROR_RETRIES = 6
+#: Message ids remembered with the thread they were posted in, so that links to them open the thread.
+_THREAD_MEMORY = 20_000
 
 
 class DiscordSettings(BaseModel):
@@ -148,8 +154,8 @@ class _LienGroup(app_commands.Group, name="lien", description="lien: no question
     async def helper(self, interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
         self._accept(interaction)
 
-    @app_commands.command(name="why", description="Why lien said what it said")
-    @app_commands.describe(message="Link or id of lien's message (default: the latest one here)")
+    @app_commands.command(name="why", description="Why lien mentioned you about a question")
+    @app_commands.describe(message="Link or id of the question (default: the last one lien mentioned you about)")
     async def why(self, interaction: discord.Interaction, message: str | None = None) -> None:
         self._accept(interaction)
 
@@ -303,7 +309,11 @@ class DiscordAdapter:
         self._timers: set[asyncio.TimerHandle] = set()
         self._interactions: dict[str, _PendingInteraction] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Set once a gateway session is ready (after login); actions wait for it.
         self._ready = asyncio.Event()
+        self._catch_ups: list[asyncio.Task[None]] = []
+        #: message id -> thread id, for messages seen in a thread (bounded; ids only).
+        self._thread_of: OrderedDict[str, str] = OrderedDict()
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         #: Errors discord.py or the worker would otherwise only log (tests assert it stays empty).
@@ -352,10 +362,13 @@ class DiscordAdapter:
         return client
 
     async def start(self, on_event: EventHandler) -> None:
-        """Log in, connect, sync `/lien`, and return once the first session is ready."""
+        """Log in, connect, sync `/lien`; return once the first session is ready and, with `last_processed`, once
+        what was posted while lien was away has been read back and handed to `on_event` (so that timers started
+        after this see a caught-up state)."""
         self._on_event = on_event
         self._stopping = False
-        self._ready = asyncio.Event()
+        self._ready.clear()
+        self._catch_ups.clear()
         self._client = self._make_client()
         self._directory = _CacheDirectory(self._client)
         self._spawn(self._worker(), "discord event worker")
@@ -366,6 +379,15 @@ class DiscordAdapter:
             ready.cancel()
             self._runner.result()  # re-raises LoginFailure, PrivilegedIntentsRequired...
             raise RuntimeError("the Discord client stopped before it was ready")
+        await self._settled()
+
+    async def _settled(self) -> None:
+        """Wait for the catch-ups started so far, then until `on_event` has handled everything queued."""
+        started = asyncio.get_running_loop().time()
+        while pending := [t for t in self._catch_ups if not t.done()]:
+            await asyncio.wait(pending)
+        await self._queue.join()
+        log.info("discord adapter settled in %.1fs", asyncio.get_running_loop().time() - started)
 
     async def _run(self, client: discord.Client) -> None:
         await client.login(self._token)
@@ -457,6 +479,7 @@ class DiscordAdapter:
             interaction = name == "INTERACTION_CREATE"
             if interaction:
                 self._pending(event.id)
+            self._remember_thread(event)
             log.debug("discord %s -> %s %s", name, type(event).__name__, getattr(event, "id", ""))
             self._enqueue(_Item(event, interaction=interaction))
 
@@ -480,7 +503,7 @@ class DiscordAdapter:
         if sharded != (shard_id is None):
             shard = shard_id or 0
             if shard in self._held:
-                self._spawn(self._catch_up_owned(shard), f"discord catch-up of shard {shard}")
+                self._catch_ups.append(self._spawn(self._catch_up_owned(shard), f"discord catch-up of shard {shard}"))
 
     async def _worker(self) -> None:
         while True:
@@ -490,11 +513,10 @@ class DiscordAdapter:
                 await self._on_event(item.event)
             except Exception as exc:
                 self._record_error(f"handling {type(item.event).__name__} {getattr(item.event, 'id', '')}", exc)
-            if item.interaction:
-                try:
-                    await self._defer(item.event.id)
-                except discord.HTTPException as exc:
-                    self._record_error(f"acknowledging interaction {item.event.id}", exc)
+            finally:
+                # No acknowledgement here: the runtime performs the reply after `on_event` returns (queued per
+                # room), so an interaction is deferred only when no answer started within `defer_after_seconds`.
+                self._queue.task_done()
 
     # -- interactions ------------------------------------------------------------------------------------------
 
@@ -534,7 +556,7 @@ class DiscordAdapter:
         except TimeoutError as exc:
             raise UnsupportedAction(f"interaction {action.reply_to} never reached the command tree") from exc
         async with pending.lock:
-            for kwargs in to_send_chunks(action, interaction=True):
+            for kwargs in to_send_chunks(action, interaction=True, channel_of=self._channel_of):
                 if not interaction.response.is_done():
                     await interaction.response.send_message(**kwargs)
                 else:
@@ -543,7 +565,11 @@ class DiscordAdapter:
     # -- outbound ----------------------------------------------------------------------------------------------
 
     async def perform(self, action: Action) -> None:
-        """Carry out `action`; returns once Discord accepted it. Missing permissions raise `UnsupportedAction`."""
+        """Carry out `action`; returns once Discord accepted it. Missing permissions raise `UnsupportedAction`,
+        and so does a guild another shard process serves (its owner performs the action)."""
+        if not self.owns(action.community):
+            raise UnsupportedAction(f"guild {action.community} belongs to another shard process")
+        await self._ready.wait()  # a timer may fire while the gateway is still connecting: no request unlogged
         client = self.client
         try:
             if is_message_action(action):
@@ -552,7 +578,7 @@ class DiscordAdapter:
                     await self._respond(pending, action)
                     return
                 channel = await self._channel_for(action)
-                chunks = to_send_chunks(action)
+                chunks = to_send_chunks(action, channel_of=self._channel_of)
                 for kwargs, nonce in zip(chunks, _nonces(action, len(chunks)), strict=True):
                     await self._retrying(lambda kw=kwargs, n=nonce: channel.send(**kw, nonce=n), action)
             elif isinstance(action, React):
@@ -618,6 +644,7 @@ class DiscordAdapter:
 
     async def already_sent(self, action: Action) -> bool:
         """Whether lien's own message (or reaction, or deletion) for `action` is already on Discord."""
+        await self._ready.wait()
         client = self.client
         if client.user is None or (action.reply_to and action.reply_to in self._interactions):
             return False
@@ -634,7 +661,7 @@ class DiscordAdapter:
             if not is_message_action(action):
                 return False
             channel = await self._channel_for(action)
-            content = to_send_chunks(action)[0]["content"]
+            content = to_send_chunks(action, channel_of=self._channel_of)[0]["content"]
             async for message in channel.history(limit=50):
                 if message.author.id != client.user.id or message.content != content:
                     continue
@@ -708,20 +735,42 @@ class DiscordAdapter:
                 for event in to_events("MESSAGE_CREATE", raw, ctx=self._ctx(), directory=self._directory,
                                        received_at=self._clock.now(), guild_id=guild_id):
                     if not isinstance(event, Command):  # a command typed while lien was away is stale
+                        self._remember_thread(event)
                         out.append(event)
             cursor = int(page[-1]["id"])
             if len(page) < _HISTORY_PAGE:
                 break
         return out[:limit]
 
+    # -- links ---------------------------------------------------------------------------------------------------
+
+    def _remember_thread(self, event: Event) -> None:
+        if isinstance(event, Message) and event.thread is not None:
+            self._thread_of[event.id] = event.thread
+            self._thread_of.move_to_end(event.id)
+            while len(self._thread_of) > _THREAD_MEMORY:
+                self._thread_of.popitem(last=False)
+
+    def _channel_of(self, message_id: str) -> str | None:
+        """The thread a message was posted in, when lien saw it there or it starts a forum post; else None."""
+        found = self._thread_of.get(message_id)
+        if found is not None or self._client is None or not message_id.isdigit():
+            return found
+        # A forum post's starter message has the post's (thread's) id and lives in it; a thread started from a
+        # message in a text channel has that message's id too, but the message stays in the parent channel.
+        channel = self._client.get_channel(int(message_id))
+        if isinstance(channel, discord.Thread) and isinstance(channel.parent, discord.ForumChannel):
+            return message_id
+        return None
+
     def owned_guild_ids(self) -> frozenset[str]:
         """Guilds whose events this process receives (its shards'); scheduled work should run only for these."""
         return frozenset(str(g.id) for g in self.client.guilds)
 
     def owns(self, guild_id: str) -> bool:
-        """Whether `guild_id` belongs to this process's shards, cached or not."""
+        """Whether `guild_id` belongs to this process's shards, cached or not (private conversations: always)."""
         count = self.settings.shard_count
-        if count is None:
+        if count is None or not guild_id.isdigit():
             return True
         ids = self.settings.shard_ids if self.settings.shard_ids is not None else range(count)
         return shard_of(guild_id, count) in ids

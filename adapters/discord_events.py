@@ -9,15 +9,17 @@ Room mapping: `room` is the channel a message is in, except inside a thread or f
 parent channel and `thread` the thread id (a forum post's starter message has the thread's id), so a room's
 settings apply to its threads.
 
-Outbound: `to_send_kwargs(action)` gives the keyword arguments for discord.py's `send`, with every mass mention
-neutralised and `allowed_mentions` naming exactly the action's mentions.
+Outbound: `to_send_chunks(action)` gives the keyword arguments for discord.py's `send`, with every mass mention
+neutralised and `allowed_mentions` naming exactly the action's mentions. lien's neutral text already writes a member
+mention as `<@ID>`, which is Discord's own syntax; a question link `<link:ROOM/ID>` becomes a jump link
+`https://discord.com/channels/GUILD/CHANNEL/ID` (`render_links`).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -57,6 +59,14 @@ _MAX_CONTENT = 2000
 _ZWSP = "\u200b"
 _MASS_MENTION = re.compile(r"@(everyone|here)")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
+#: lien's neutral question link, `<link:ROOM/MESSAGE>` (bot.render.question_link).
+_LINK = re.compile(r"<link:([^/<>\s]+)/([^/<>\s]+)>")
+#: A Discord message link, as members paste it into a command ("ptb."/"canary." clients, the old domain too).
+_MESSAGE_URL = re.compile(r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/\d+/(\d+)/?")
+WEB_BASE = "https://discord.com/channels"
+
+#: Given a message id, the channel it lives in when that is not its room (a thread), else None.
+ChannelOf = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +187,13 @@ def parse_prefixed(text: str, prefix: str | None) -> tuple[str, tuple[str, ...]]
     if not words:
         return "help", ()
     # Same bounds as the core's own parser (bot.commands): 20 arguments of 200 characters at most.
-    return words[0].lower(), tuple(w[:200] for w in words[1:21])
+    return words[0].lower(), tuple(message_ref(w)[:200] for w in words[1:21])
+
+
+def message_ref(value: str) -> str:
+    """A pasted Discord message link as the message id the core expects; any other value unchanged."""
+    found = _MESSAGE_URL.fullmatch(value.strip())
+    return found.group(1) if found else value
 
 
 def to_events(
@@ -329,7 +345,7 @@ def interaction_to_command(
 def _option_text(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    return str(value)
+    return message_ref(str(value))
 
 
 # -- outbound ---------------------------------------------------------------------------------------------------
@@ -346,6 +362,16 @@ def allowed_mentions(action: Action) -> discord.AllowedMentions:
         raise UnsupportedAction(f"{len(action.mentions)} mentions exceed the hard maximum of {HARD_MAX_RECIPIENTS}")
     users = [discord.Object(id=int(u)) for u in dict.fromkeys(action.mentions)]
     return discord.AllowedMentions(everyone=False, roles=False, users=users, replied_user=False)
+
+
+def render_links(text: str, community: str, channel_of: ChannelOf | None = None) -> str:
+    """`<link:ROOM/ID>` as a Discord jump link; `channel_of(ID)` names the thread when the message is in one."""
+    def link(m: re.Match[str]) -> str:
+        room, message = m.group(1), m.group(2)
+        channel = (channel_of(message) if channel_of else None) or room
+        return f"{WEB_BASE}/{community}/{channel}/{message}"
+
+    return _LINK.sub(link, text)
 
 
 def target_channel(action: Action) -> str:
@@ -373,16 +399,19 @@ def split_content(text: str, limit: int = _MAX_CONTENT) -> list[str]:
     return [*pieces, text]
 
 
-def to_send_chunks(action: Action, *, interaction: bool = False) -> list[dict[str, Any]]:
+def to_send_chunks(action: Action, *, interaction: bool = False,
+                   channel_of: ChannelOf | None = None) -> list[dict[str, Any]]:
     """`send` keyword arguments for each message `action` needs (Discord caps one message at 2000 characters).
 
-    Only the first message replies to `reply_to`; every one allows exactly the action's mentions.
+    Only the first message replies to `reply_to`; every one allows exactly the action's mentions (`<@ID>` in the
+    text is already Discord's mention syntax); question links become jump links into `action.community`.
     """
     if not is_message_action(action):
         raise UnsupportedAction(f"{action.name} is not sent as a message")
     pings = allowed_mentions(action)
     chunks = []
-    for i, piece in enumerate(split_content(neutralise(action.text))):
+    text = render_links(neutralise(action.text), action.community, channel_of)
+    for i, piece in enumerate(split_content(text)):
         kwargs: dict[str, Any] = {"content": piece, "allowed_mentions": pings}
         if interaction:
             kwargs["ephemeral"] = True
@@ -394,10 +423,11 @@ def to_send_chunks(action: Action, *, interaction: bool = False) -> list[dict[st
     return chunks
 
 
-def to_send_kwargs(action: Action, *, interaction: bool = False) -> dict[str, Any]:
+def to_send_kwargs(action: Action, *, interaction: bool = False,
+                   channel_of: ChannelOf | None = None) -> dict[str, Any]:
     """Keyword arguments for one discord.py `send` (or interaction response when `interaction`); long text is cut."""
-    kwargs = to_send_chunks(action, interaction=interaction)[0]
-    text = neutralise(action.text)
+    kwargs = to_send_chunks(action, interaction=interaction, channel_of=channel_of)[0]
+    text = render_links(neutralise(action.text), action.community, channel_of)
     if len(text) > _MAX_CONTENT:
         kwargs["content"] = text[: _MAX_CONTENT - 1] + "…"
     return kwargs

@@ -20,7 +20,7 @@ from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Me
 from bot.gate import OutboundGate
 from bot.members import MemberDirectory
 from bot.model import HelpEdge, MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
-from bot.nudges import AnswerTimes, JoinWave, Ladder, PingBudget, quiet_until, rank_helpers
+from bot.nudges import AnswerTimes, JoinWave, Ladder, PingBudget, RoomHelp, quiet_until, rank_helpers
 from bot.ports import Clock, Scheduler, Store, Tx
 from bot.tracker import Change, Linked, Opened, QuestionTracker, Resolved, Withdrawn
 
@@ -59,6 +59,7 @@ class Engine:
         self.commands = CommandRunner(self, reload_settings)
         self.members = MemberDirectory()
         self.budget = PingBudget()
+        self.room_help = RoomHelp()
         self.join_wave = JoinWave()
         #: Communities where nudges wait: paused by an admin or frozen by a join wave.
         self.paused: set[str] = set()
@@ -81,7 +82,7 @@ class Engine:
         """
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            live = await tx.questions.live(now - LINGER)
+            live = [q for q in await tx.questions.live(now - LINGER) if self.owns(q.community)]
             self.tracker.remember((), live, ())
             for q in live:
                 metas = await tx.messages.recent(q.community, q.room, WINDOW)
@@ -257,14 +258,18 @@ class Engine:
                     self._plan(tx, q, 1)
                 case Linked(answer=a):
                     tx.answers.add(a)
-                    tx.edges.add(HelpEdge(q.community, q.room, a.author, q.author, q.id, "answer", a.ts))
+                    edge = HelpEdge(q.community, q.room, a.author, q.author, q.id, "answer", a.ts)
+                    tx.edges.add(edge)
+                    self.room_help.add(edge)
                     if q.answered_by == a.message and q.first_answer_ts is not None:
                         self._record_delay(q)
                     self._settle(tx, q, helpers={a.author})
                 case Resolved(credited=credited):
                     ts = q.resolved_ts or self.clock.now()
                     for who in credited:
-                        tx.edges.add(HelpEdge(q.community, q.room, who, q.author, q.id, "credit", ts))
+                        edge = HelpEdge(q.community, q.room, who, q.author, q.id, "credit", ts)
+                        tx.edges.add(edge)
+                        self.room_help.add(edge)
                     self._settle(tx, q, helpers=set(credited))
                 case Withdrawn():
                     self._settle(tx, q, helpers=set())
@@ -405,10 +410,14 @@ class Engine:
         if not pool:
             return []
         since = now - timedelta(days=ns.half_life_days * 6)
-        edges = [*await tx.edges.between(q.community, pool, q.author, since),
-                 *await tx.edges.in_room(q.community, q.room, since)]
-        ranked = rank_helpers(pool, q.author, q.room, _unique(edges), now, ns.half_life_days)
-        return ranked[: min(ns.max_helpers, self.gate.max_recipients)]
+        room = (q.community, q.room)
+        if not self.room_help.loaded(room, ns.half_life_days):
+            # The room's help history is read once; later edges reach the cache as the engine records them.
+            self.room_help.load(room, await tx.edges.in_room(q.community, q.room, since), ns.half_life_days)
+        edges = await tx.edges.between(q.community, pool, q.author, since)
+        return rank_helpers(pool, q.author, q.room, edges, now, ns.half_life_days,
+                            room_help=self.room_help.scores(room, pool, now),
+                            limit=min(ns.max_helpers, self.gate.max_recipients))
 
     # -- admin helpers used by commands ------------------------------------------------------------------------
 
@@ -446,6 +455,7 @@ class Engine:
             if key[0] == community and member in pinged:
                 self._pinged[key] = tuple(m for m in pinged if m != member)
         self.budget.forget(community, member)
+        self.room_help.forget(community, member)
         for key in [k for k in self._last_level1 if k[0] == community and k[2] == member]:
             del self._last_level1[key]
         self.tracker.forget_member(community, member)
@@ -456,10 +466,6 @@ class Engine:
         counts = await tx.purge(now - timedelta(days=self.settings.lien.retention_days))
         log.info("retention purge: %s", counts)
         self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
-
-
-def _unique(edges: list[HelpEdge]) -> list[HelpEdge]:
-    return list(dict.fromkeys(edges))
 
 
 class _Batch:

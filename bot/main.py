@@ -206,9 +206,12 @@ async def _run(args: argparse.Namespace) -> int:
             await holder[0].on_timer(key)
 
         scheduler = ApScheduler(on_due)
-        engine = Engine(settings, store, clock, scheduler,  # type: ignore[arg-type]
-                        reload_settings=lambda: load_config(args.config, live=True))
         adapters = build_adapters(settings, store, clock, env)
+        owners = [a for a in adapters if hasattr(a, "owns")]
+        engine = Engine(settings, store, clock, scheduler,  # type: ignore[arg-type]
+                        reload_settings=lambda: load_config(args.config, live=True),
+                        # Sharded Discord: only this process's guilds get timers (non-Discord ids are owned).
+                        owns=lambda community: all(a.owns(community) for a in owners))
         runtime = Runtime(engine, adapters, clock)  # type: ignore[arg-type]
         holder.append(runtime)
         stop = asyncio.Event()

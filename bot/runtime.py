@@ -91,7 +91,7 @@ class Runtime:
         """At start: deliver outbox entries a previous run decided but did not mark sent."""
         async with self.engine.store.transaction() as tx:
             items = await tx.outbox.unsent(10_000)  # type: ignore[attr-defined]
-        actions = [from_record(item.payload) for item in items]
+        actions = [from_record(item.payload) for item in items if self.engine.owns(item.community)]
         await self.deliver(actions)
         return len(actions)
 

@@ -1,9 +1,10 @@
 """Fixtures for Discord end-to-end tests: the stand-in on loopback, and real DiscordAdapters connected to it.
 
-Reusable by the engine scenarios: `stand_in` serves the guild of tests/data/discord/guild_create.json,
-`start_adapter(...)` returns a started adapter whose events land in a `Runtime` (record, then optionally answer
-with actions performed through the adapter, as the composition root will), and every test fails if discord.py or
-the adapter logged an ERROR or swallowed an exception.
+`stand_in` serves the guild of tests/data/discord/guild_create.json. `start_adapter(...)` returns a started
+adapter whose events land in a recording `Runtime` (which may answer with actions performed through the adapter).
+`start_lien(...)` runs the whole of lien as production does (`lien run --config F` in a subprocess, on a SQLite
+file or PostgreSQL), and `lien_db` reads what it stored. Every test fails if discord.py, the adapter or a lien
+process logged an ERROR or swallowed an exception.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from adapters.discord_adapter import DiscordAdapter, DiscordSettings, LastProces
 from bot.actions import Action
 from bot.clock import SystemClock
 from bot.events import Event, Message
+from tests.e2e.discord.lien_process import LienDb, LienProcess, toml_config
 from tests.e2e.discord.stand_in import DiscordStandIn, route_discord_py_to
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "discord"
@@ -34,8 +36,15 @@ HELP, GENERAL = "1196378743111811078", "1196378994770051080"
 THREAD = "1476941945241731092"
 ROLE_HELPERS = "1196379749744771075"
 
+#: Nudge timing for scenarios: level 1 after 3 s, level 2 after 6 s, level 3 out of reach; no pacing, no quiet hours.
+FAST_NUDGES: dict[str, Any] = {
+    "level1_floor_minutes": 0.05, "level2_floor_minutes": 0.1, "level3_minutes": 60.0, "room_pace_seconds": 0,
+    "asker_cooldown_days": 0,
+}
+
 Respond = Callable[[Event], "list[Action] | Awaitable[list[Action]]"]
 StartAdapter = Callable[..., Awaitable[tuple[DiscordAdapter, "Runtime"]]]
+StartLien = Callable[..., Awaitable[LienProcess]]
 
 
 def frame(name: str) -> dict[str, Any]:
@@ -156,3 +165,50 @@ async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
             if value := check():
                 return value
             await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def lien_db_url(tmp_path: Path) -> str:
+    """The database the lien processes of a test share: a SQLite file in tmp_path."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'lien.db'}"
+
+
+@pytest.fixture
+def lien_db(lien_db_url: str) -> LienDb:
+    return LienDb(lien_db_url)
+
+
+@pytest.fixture
+async def start_lien(stand_in: DiscordStandIn, lien_db_url: str, tmp_path: Path) -> AsyncIterator[StartLien]:
+    """`await start_lien(nudges=..., discord=..., name=...)` -> a running `lien run` on the shared database.
+
+    At teardown every process still running gets SIGTERM; each must exit with 0 and have logged no error.
+    """
+    started: list[LienProcess] = []
+
+    async def start(*, nudges: dict[str, Any] | None = None, discord: dict[str, Any] | None = None,
+                    name: str = "lien", url: str | None = None, wait: bool = True) -> LienProcess:
+        config = tmp_path / f"{name}.toml"
+        config.write_text(toml_config({
+            "storage": {"url": lien_db_url},
+            "nudges": {**FAST_NUDGES, **(nudges or {})},
+            "nudges.quiet_hours": {"enabled": False},
+            "discord": {"token_env": "DISCORD_TOKEN", "command_sync": "guilds", "command_guilds": [GUILD],
+                        **(discord or {})},
+        }), encoding="utf-8")
+        process = LienProcess(url or stand_in.url, config, tmp_path / f"{name}.log", token=stand_in.token)
+        started.append(process)
+        if wait:
+            await process.start()
+        return process
+
+    yield start
+    failures = []
+    for process in started:
+        if process.running:
+            await process.stop()
+        if process.returncode not in (0, None, -9):
+            failures.append(f"{process.log.name}: exit code {process.returncode}")
+        failures.extend(f"{process.log.name}: {p}" for p in process.problems())
+    assert failures == [], "lien logged errors or failed:\n" + "\n".join(
+        [*failures, *(f"--- {p.log.name}\n{p.tail()}" for p in started)])

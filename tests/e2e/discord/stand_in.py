@@ -6,7 +6,8 @@ API documentation describes them. Every REST request is recorded with its JSON b
 matching request fail with a 429 (with the `Via` header Discord's edge adds, which discord.py checks before
 honouring `retry_after`) or another status, drop the websocket to force a RESUME, and refuse a RESUME.
 
-`route_discord_py_to(stand_in)` is the one place where discord.py is pointed here (two class attributes).
+`route_discord_py_to(stand_in)` (or `route_discord_py_to_url(url)` in another process) is the one place where
+discord.py is pointed here (two class attributes).
 """
 
 from __future__ import annotations
@@ -198,6 +199,29 @@ class DiscordStandIn:
         if store:
             self._store(data)
         return data
+
+    def thread_from(self, message: dict[str, Any], owner_id: str, name: str = "thread") -> dict[str, Any]:
+        """A THREAD_CREATE payload for a public thread started from `message` (it takes the message's id)."""
+        parent = str(message["channel_id"])
+        gid = self.channels[parent]["guild_id"]
+        created = iso(datetime.now(UTC))
+        thread: dict[str, Any] = {
+            "id": message["id"], "type": 11, "guild_id": gid, "parent_id": parent, "owner_id": owner_id,
+            "name": name, "last_message_id": None, "rate_limit_per_user": 0, "message_count": 0, "member_count": 1,
+            "total_message_sent": 0, "flags": 0, "applied_tags": [], "newly_created": True,
+            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "archive_timestamp": created,
+                                "locked": False, "create_timestamp": created},
+        }
+        self.channels[thread["id"]] = dict(thread)
+        self.guilds[gid].setdefault("threads", []).append(thread)
+        return thread
+
+    def reaction(self, channel_id: str, message_id: str, user_id: str, emoji: str) -> dict[str, Any]:
+        """A MESSAGE_REACTION_ADD payload: `user_id` reacted with the unicode `emoji`."""
+        gid = self.channels[channel_id]["guild_id"]
+        member = self.members[gid, user_id]
+        return {"user_id": user_id, "type": 0, "channel_id": channel_id, "message_id": message_id, "guild_id": gid,
+                "member": member, "emoji": {"id": None, "name": emoji}, "burst": False, "burst_colors": []}
 
     def interaction(self, channel_id: str, user_id: str, options: list[dict[str, Any]],
                     *, permissions: int = 0) -> dict[str, Any]:
@@ -597,7 +621,7 @@ class DiscordStandIn:
         channel_id = interaction.data["channel_id"]
         message = self._bot_message(channel_id, data if kind == 4 else {"content": ""}, flags=flags,
                                     interaction=self._metadata(interaction))
-        if kind == 4:
+        if kind == 4 and not flags & EPHEMERAL_FLAG:  # ephemeral messages are in nobody's channel history
             self._store(message)
         return self._json(None, 200, {
             "interaction": {"id": interaction_id, "type": 2, "response_message_id": message["id"],
@@ -622,7 +646,8 @@ class DiscordStandIn:
             return self._not_found("Webhook", 10015)
         message = self._bot_message(interaction.data["channel_id"], body, flags=int(body.get("flags") or 0),
                                     interaction=self._metadata(interaction))
-        self._store(message)
+        if not message["flags"] & EPHEMERAL_FLAG:
+            self._store(message)
         return self._json(None, 200, message)
 
     async def _edit_original(self, request: web.Request, body: Any, application_id: str,
@@ -664,7 +689,14 @@ class DiscordStandIn:
 
 @contextlib.contextmanager
 def route_discord_py_to(stand_in: DiscordStandIn) -> Iterator[None]:
-    """Point discord.py at the stand-in for the duration of the block: the ONLY patching the e2e tests do.
+    """Point discord.py at the stand-in for the duration of the block: the ONLY patching the e2e tests do."""
+    with route_discord_py_to_url(stand_in.url):
+        yield
+
+
+@contextlib.contextmanager
+def route_discord_py_to_url(url: str) -> Iterator[None]:
+    """Point discord.py at the stand-in serving on `url` (also used by `launch`, in a `lien run` subprocess).
 
     discord.py has no public option for its API base or its first gateway URL, so two class attributes change:
     `discord.http.Route.BASE` (REST, interaction callbacks and webhooks alike) and
@@ -672,8 +704,8 @@ def route_discord_py_to(stand_in: DiscordStandIn) -> Iterator[None]:
     /gateway/bot, and every RESUME uses READY's `resume_gateway_url`, both served by the stand-in).
     """
     route, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    discord.http.Route.BASE = stand_in.api_url
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(stand_in.gateway_url)
+    discord.http.Route.BASE = f"{url}/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url.replace("http://", "ws://") + "/gateway")
     try:
         yield
     finally:

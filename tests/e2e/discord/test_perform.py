@@ -10,7 +10,8 @@ import pytest
 
 from bot.actions import Action, DeleteMessage, Dm, Post, React, Refuse, Reply, Timeout
 from bot.errors import UnsupportedAction
-from bot.events import Command, Event
+from bot.events import Command, Event, Message
+from bot.render import question_link
 from tests.e2e.discord.conftest import (
     ALICE,
     BOB,
@@ -263,3 +264,25 @@ async def test_long_reply_is_sent_in_parts_and_only_the_first_replies(
     assert len(posts) == 2 and all(len(p.body["content"]) <= 2000 for p in posts)
     assert "message_reference" in posts[0].body and "message_reference" not in posts[1].body
     assert posts[0].body["nonce"] != posts[1].body["nonce"]
+
+
+async def test_question_links_open_the_channel_thread_or_forum_post_the_question_is_in(
+        start_adapter: StartAdapter, stand_in: DiscordStandIn) -> None:
+    adapter, runtime = await start_adapter()
+    in_thread = stand_in.message(THREAD, ALICE, "Does the webhook retry on 403 as well?")
+    await stand_in.dispatch("MESSAGE_CREATE", in_thread)
+    await runtime.wait_for(lambda e: isinstance(e, Message) and e.id == in_thread["id"])
+    in_channel = stand_in.message(HELP, ALICE, "How do I rotate the signing keys?")
+    support, forum_post = "1196379246428291081", "1477605819678851093"
+    links = [question_link(HELP, in_thread["id"]), question_link(support, forum_post),
+             question_link(HELP, in_channel["id"]), question_link(HELP, THREAD)]
+    await adapter.perform(Reply(ts=_now(), community=GUILD, room=HELP, kind="command", reply_to=in_channel["id"],
+                                text="\n".join(links)))
+    [post] = stand_in.requests_to("POST", MESSAGES)
+    base = f"https://discord.com/channels/{GUILD}"
+    assert post.body["content"].split("\n") == [
+        f"{base}/{THREAD}/{in_thread['id']}",  # seen in the thread
+        f"{base}/{forum_post}/{forum_post}",  # a forum post's starter message lives in the post
+        f"{base}/{HELP}/{in_channel['id']}",
+        f"{base}/{HELP}/{THREAD}",  # a thread started from a message: that message stays in the channel
+    ]

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot import render
+from bot import digest, health, render
 from bot.actions import Action, Dm, Refuse, Reply
 from bot.errors import ConfigError
 from bot.events import Command, Message
@@ -82,7 +82,7 @@ class CommandRunner:
             "not-a-question": self._not_a_question, "unanswered": self._unanswered, "helper": self._helper,
             "optout": self._optout, "optin": self._optin, "dms": self._dms, "why": self._why_cmd,
             "mydata": self._mydata, "forget-me": self._forget_me, "pause": self._pause, "resume": self._resume,
-            "config": self._config,
+            "config": self._config, "health": self._health, "credit": self._credit,
         }
 
     async def run(self, tx: Tx, cmd: Command) -> list[Action]:
@@ -260,6 +260,27 @@ class CommandRunner:
         self._why.pop((cmd.community, cmd.author), None)
         items = ", ".join(f"{n} {table}" for table, n in sorted(counts.items()) if n) or "0"
         return [self._reply(cmd, render.text("forgotten", lang, items=items))]
+
+    async def _health(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
+        room = None
+        if cmd.args:
+            room = cmd.room if cmd.args[0].lower() in ("here", "this") else cmd.args[0].strip("<#>")
+        now, since = cmd.ts, cmd.ts - 2 * health.WEEK
+        qs = await tx.questions.asked_between(cmd.community, room, since, now)
+        edges = await tx.edges.during(cmd.community, room, since, now)
+        members = sorted({q.author for q in qs} | {e.helper for e in edges} | {e.asker for e in edges})
+        seen = await tx.questions.first_seen(cmd.community, members)
+        current = health.measure(qs, edges, now - health.WEEK, now, room=room, seen=seen)
+        previous = health.measure(qs, edges, since, now - health.WEEK, room=room, seen=seen)
+        return [self._reply(cmd, digest.health_text(current, previous, lang))]
+
+    async def _credit(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
+        if not cmd.args or cmd.args[0].lower() not in ("on", "off"):
+            return self._usage(cmd, lang, "credit on|off")
+        prefs = await self._prefs(tx, cmd)
+        prefs.named_thanks = cmd.args[0].lower() == "on"
+        self.engine.members.save(tx, prefs)
+        return [self._reply(cmd, render.text("credit_on" if prefs.named_thanks else "credit_off", lang))]
 
     async def _pause(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
         self.engine.pause(cmd.community)

@@ -184,6 +184,7 @@ class Settings(_Frozen):
     discord: dict[str, Any] | None = None
     matrix: dict[str, Any] | None = None
     console: dict[str, Any] | None = None
+    bridge: dict[str, Any] | None = None
 
     _known_zone = field_validator("timezone")(_check_zone)
 

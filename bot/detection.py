@@ -8,10 +8,9 @@ read text and never keep it.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import NamedTuple
 
 __all__ = [
+    "Reading",
     "addressee",
     "is_chatter",
     "is_help_request",
@@ -170,8 +169,22 @@ _THANKS = re.compile(
 _TY = re.compile(r"(?:^|[\s,.!(])(?:ty|fixed)(?:$|[\s,.!:;)])")
 
 # Cheap gates: a costly pattern only runs when one of its words is present.
-_PUNCT_TO_SPACE = str.maketrans({c: " " for c in '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~«»“”…'})
+_PUNCT = '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~«»“”…'
+# Every ASCII character has an entry: `str.translate` pays for an exception on each character a table lacks.
+_PUNCT_TO_SPACE = str.maketrans({**{chr(i): chr(i) for i in range(128)}, **{c: " " for c in _PUNCT}})
 _CHATTER_WORDS = 12
+# `_CHATTER` matches a text with letters only if it opens with a greeting or with one of these words.
+_CHATTER_OPENERS = ("hi", "hey", "hello", "helo", "yo", "howdy", "morning", "good", "bonjour", "bonsoir", "salut",
+                    "coucou")  # fmt: skip
+_CHATTER_FIRST = frozenset(
+    """
+    are you really seriously what why how is isn't isnt right huh pardon still what's whats wat sup and anyone
+    anybody someone somebody est-ce il quelqu'un ça ca comment quoi vraiment sérieux serieux c'est ah pourquoi tu
+    t'es vous
+    """.split()  # noqa: SIM905
+)
+#: `_SMALL_TALK` matches at most this many words ("bonne nuit tout le monde").
+_SMALL_TALK_WORDS = 5
 _SELF_WORDS = frozenset(
     """
     i i'm im i've ive i'd i'll my me mine myself we we're we've our ours us je j'ai j'aimerais j'essaie j'arrive
@@ -229,61 +242,112 @@ def _strip_tail(s: str) -> str:
     return s[: m.start()] if m is not None else s
 
 
-class _Text(NamedTuple):
-    core: str
-    words: list[str]
+class Reading:
+    """One message's text, read once for every test the tracker makes of it; it lives as long as the event.
 
+    The addressing is found at once; the cleaned text (lower-cased, without addressing, links, code,
+    placeholders and trailing emoticons) and its words only when a test needs them.
+    """
 
-# A tiny cache: the tracker asks several questions of one message in a row. It holds the last few messages
-# only, so no text outlives them.
-@lru_cache(maxsize=4)
-def _read(text: str) -> _Text:
-    """Lower-cased text without addressing, links, code, placeholders and trailing emoticons, and its words."""
-    m = _address_match(text)
-    body = (text[m.end() :] if m is not None else text).lower()
-    if "http" in body or "`" in body or "[<-" in body or "www." in body:
-        body = _NOISE.sub(" ", body)
-    core = _strip_tail(body.strip())
-    return _Text(core, core.translate(_PUNCT_TO_SPACE).split())
+    __slots__ = ("_core", "_phrase", "_start", "_words", "nick", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        m = (_AT_ADDRESS if text[:1] == "@" else _ADDRESS).match(text)
+        if m is not None and m.group(1).lower() not in _NOT_NICKS:
+            #: The leading `nick:` / `nick,` / `@nick` token, if any (callers check it against known authors).
+            self.nick: str | None = m.group(1)
+            self._start = m.end()
+        else:
+            self.nick = None
+            self._start = 0
+        self._core: str | None = None
+        self._words: list[str] = []
+        self._phrase: bool | None = None
+
+    def _clean(self) -> str:
+        body = (self.text[self._start :] if self._start else self.text).lower()
+        if "http" in body or "`" in body or "[<-" in body or "www." in body:
+            body = _NOISE.sub(" ", body)
+        core = self._core = _strip_tail(body.strip())
+        self._words = core.translate(_PUNCT_TO_SPACE).split()
+        return core
+
+    def _help_phrase(self, core: str) -> bool:
+        found = self._phrase
+        if found is None:
+            found = self._phrase = _help_phrase(core, self._words)
+        return found
+
+    def _chatter(self, core: str, words: list[str]) -> bool:
+        if words and not (words[0] in _CHATTER_FIRST or words[0].startswith(_CHATTER_OPENERS)):
+            return False
+        return _CHATTER.match(core) is not None
+
+    def question(self, min_words: int = 3) -> bool:
+        """See `is_question`."""
+        if self.text.count(" ") + 1 < min_words:  # too few words even before cleaning
+            return False
+        core = self._core if self._core is not None else self._clean()
+        words = self._words
+        if len(words) < min_words or (len(words) <= _CHATTER_WORDS and self._chatter(core, words)):
+            return False
+        if "?" in core and _QMARK.search(core):
+            return True
+        return _OPENING.match(core) is not None or self._help_phrase(core)
+
+    def help(self) -> bool:
+        """See `is_help_request`."""
+        core = self._core if self._core is not None else self._clean()
+        return self._help_phrase(core) or (not _NEED_WORDS.isdisjoint(self._words) and _NEED.search(core) is not None)
+
+    def personal(self) -> bool:
+        """See `is_personal`."""
+        if self._core is None:
+            self._clean()
+        return not _SELF_WORDS.isdisjoint(self._words)
+
+    def chatter(self) -> bool:
+        """See `is_chatter`."""
+        core = self._core if self._core is not None else self._clean()
+        if not core:
+            return True
+        words = self._words
+        return len(words) <= _CHATTER_WORDS and (
+            self._chatter(core, words) or (len(words) <= _SMALL_TALK_WORDS and _SMALL_TALK.match(core) is not None)
+        )
+
+    def thanks(self) -> bool:
+        """See `is_thanks`."""
+        low = self.text.lower()
+        if "?" in low or _THANKS_WORDS.isdisjoint(low.translate(_PUNCT_TO_SPACE).split()):
+            return False
+        return bool(_THANKS.search(low) or _TY.search(low)) and not _NOT_THANKS.search(low)
 
 
 def is_question(text: str, min_words: int = 3) -> bool:
     """True when `text` asks something (English or French): a question mark, an interrogative opening or a help
     phrase, and not short chatter ("ok?", "really?", "hi")."""
-    if text.count(" ") + 1 < min_words:  # too few words even before cleaning
-        return False
-    t = _read(text)
-    if len(t.words) < min_words or (len(t.words) <= _CHATTER_WORDS and _CHATTER.match(t.core)):
-        return False
-    if "?" in t.core and _QMARK.search(t.core):
-        return True
-    return bool(_OPENING.match(t.core) or _help_phrase(t.core, t.words))
+    return Reading(text).question(min_words)
 
 
 def is_help_request(text: str) -> bool:
     """True when `text` asks for help in its own right ("does anyone know", "I'm trying to", "how do I"): the
     start of a new topic rather than a reply to someone else's question."""
-    t = _read(text)
-    return bool(_help_phrase(t.core, t.words) or (not _NEED_WORDS.isdisjoint(t.words) and _NEED.search(t.core)))
+    return Reading(text).help()
 
 
 def is_personal(text: str) -> bool:
     """True when `text` speaks of its author's own situation (I, my, we, je, mon...): a question in the first
     person is a new question, not a question back to someone else."""
-    return not _SELF_WORDS.isdisjoint(_read(text).words)
+    return Reading(text).personal()
 
 
 def is_chatter(text: str) -> bool:
     """True for greetings, laughter, emoticons and short acknowledgements: text that answers nothing."""
-    t = _read(text)
-    if not t.core:
-        return True
-    return len(t.words) <= _CHATTER_WORDS and bool(_CHATTER.match(t.core) or _SMALL_TALK.match(t.core))
+    return Reading(text).chatter()
 
 
 def is_thanks(text: str) -> bool:
     """True when `text` thanks someone or says it is solved (not "no thanks", "thanks in advance", a question)."""
-    low = text.lower()
-    if "?" in low or _THANKS_WORDS.isdisjoint(low.translate(_PUNCT_TO_SPACE).split()):
-        return False
-    return bool(_THANKS.search(low) or _TY.search(low)) and not _NOT_THANKS.search(low)
+    return Reading(text).thanks()

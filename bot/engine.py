@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from bot import render
-from bot.actions import Action, Dm, Reply, Report, to_record
+from bot import digest, health, render
+from bot.actions import Action, Dm, Post, Reply, Report, to_record
 from bot.commands import CommandRunner, parse_command
 from bot.config import Settings
 from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Message, Reaction
@@ -27,6 +27,7 @@ from bot.tracker import Change, Linked, Opened, QuestionTracker, Resolved, Withd
 log = logging.getLogger(__name__)
 
 PURGE_KEY = "purge"
+DIGEST_KEY = "digest"
 #: Recent messages per room the linker keeps in memory, and how long closed questions stay there.
 WINDOW = 50
 LINGER = timedelta(days=3)
@@ -70,6 +71,7 @@ class Engine:
         #: Members pinged at level 2 per question, to learn whether they helped (budget halving).
         self._pinged: dict[tuple[str, str], tuple[str, ...]] = {}
         self._batch: _Batch | None = None
+        self.names: dict[tuple[str, str], str] = {}
         self._evicted_at = datetime.min.replace(tzinfo=UTC)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -84,12 +86,12 @@ class Engine:
         async with self.store.transaction() as tx:
             live = [q for q in await tx.questions.live(now - LINGER) if self.owns(q.community)]
             self.tracker.remember((), live, ())
-            for q in live:
-                metas = await tx.messages.recent(q.community, q.room, WINDOW)
+            # Once per room, not per question: a busy room may hold thousands of live questions.
+            last_asked = {(q.community, q.room): q.asked_ts for q in live}  # live is in asked order
+            for (community, room), asked in last_asked.items():
+                metas = await tx.messages.recent(community, room, WINDOW)
                 self.tracker.remember(metas, (), ())
-                self._room_latest[(q.community, q.room)] = max(
-                    (m.ts for m in metas), default=q.asked_ts
-                )
+                self._room_latest[(community, room)] = max((m.ts for m in metas), default=asked)
             for n in await tx.nudges.pending():
                 if not self.owns(n.community):
                     continue
@@ -103,6 +105,7 @@ class Engine:
                 self.scheduler.at(max(n.due, now), n.key)
         if purge:
             self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
+            self.scheduler.at(digest.next_digest_at(now, self.settings.timezone), DIGEST_KEY)
         return []
 
     async def reconcile(self) -> int:
@@ -162,7 +165,8 @@ class Engine:
             if key == PURGE_KEY:
                 await self._purge(tx)
                 return []
-            actions = [self.gate.check(a) for a in await self._fire_nudge(tx, key)]
+            jobs = self._digests(tx) if key == DIGEST_KEY else self._fire_nudge(tx, key)
+            actions = [self.gate.check(a) for a in await jobs]
             for a in actions:
                 if a.key is not None:
                     # Decided and queued in one transaction: the runtime delivers it exactly once.
@@ -216,6 +220,9 @@ class Engine:
         tx.messages.add(MessageMeta(m.community, m.room, m.id, m.author, m.ts, m.reply_to, m.thread))
         if not m.is_bot:
             self.members.seen(m.community, m.room, m.author, m.ts)
+            if m.author_name:
+                # Display names stay in memory only, for the digest's opt-in thanks; never stored.
+                self.names[(m.community, m.author)] = m.author_name
         return await self._apply(tx, changes)
 
     async def _load_refs(self, tx: Tx, community: str, ids: Iterable[str]) -> None:
@@ -460,6 +467,34 @@ class Engine:
             del self._last_level1[key]
         self.tracker.forget_member(community, member)
         self.members.forget(community, member)
+
+    async def _digests(self, tx: Tx) -> list[Action]:
+        """The weekly digest of every community that has a digest room; it never pings."""
+        now = self.clock.now()
+        start, end = digest.digest_week(now)
+        out: list[Action] = []
+        for community in await tx.questions.communities():
+            rs = self.settings.room(community)
+            if rs.digest_room is None or not self.owns(community):
+                continue
+            qs = await tx.questions.asked_between(community, None, start, end)
+            edges = await tx.edges.during(community, None, start, end)
+            members = sorted({q.author for q in qs} | {e.helper for e in edges} | {e.asker for e in edges})
+            week = health.measure(qs, edges, start, end, seen=await tx.questions.first_seen(community, members))
+            waiting = await tx.questions.unanswered(community, None, 500)
+            thanked = []
+            for member, _count in health.helpers_ranked(edges, start, end)[:20]:
+                prefs = await self.members.get(tx, community, member)
+                name = self.names.get((community, member))
+                if prefs is not None and name:
+                    thanked.append((prefs, name))
+            text = digest.digest_text(week, [q for q in waiting if q.state == QState.OPEN],
+                                      [q for q in waiting if q.state == QState.STALE], thanked, rs.language,
+                                      prefix=self.settings.lien.command_prefix)
+            out.append(Post(ts=now, community=community, room=rs.digest_room, kind="digest", text=text,
+                            key=f"digest|{community}|{health.week_label(start)}"))
+        self.scheduler.at(digest.next_digest_at(now, self.settings.timezone), DIGEST_KEY)
+        return out
 
     async def _purge(self, tx: Tx) -> None:
         now = self.clock.now()

@@ -4,17 +4,39 @@ Where people neither reply nor use threads (IRC, Gitter, many busy channels), an
 talks to whom and when: a message addressed to the asker, the asker addressing someone who just spoke, a
 helper carrying on a conversation, or the first message by someone else shortly after an unanswered question.
 Everything here is pure and bounded: a window holds the last `size` messages of one room, never their text.
+Times are compared as integer microseconds since the epoch (`micros`): exact, and cheaper than datetimes.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
-__all__ = ["Candidate", "Link", "LinkRules", "Role", "RoomWindow", "Seen", "engaged", "positional_link"]
+__all__ = [
+    "Candidate",
+    "Link",
+    "LinkRules",
+    "Questions",
+    "Role",
+    "RoomWindow",
+    "Seen",
+    "conversation_link",
+    "engaged",
+    "first_reply_link",
+    "micros",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def micros(ts: datetime) -> int:
+    """`ts` (tz-aware) as whole microseconds since the epoch."""
+    return (ts - _EPOCH) // _MICRO
 
 
 class Role(StrEnum):
@@ -24,6 +46,9 @@ class Role(StrEnum):
     QUESTION = "question"
     FOLLOW = "follow"
     ANSWER = "answer"
+
+
+_QUESTION = Role.QUESTION
 
 
 class Link(StrEnum):
@@ -46,6 +71,8 @@ class Seen:
     id: str
     author: str
     ts: datetime
+    #: `ts` in microseconds (see `micros`).
+    t: int
     seq: int
     reply_to: str | None = None
     thread: str | None = None
@@ -58,14 +85,29 @@ class Seen:
     help: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(Protocol):
     """What the positional rules need to know about a live question."""
 
-    id: str
-    author: str
-    seq: int
-    answered: bool
+    @property
+    def id(self) -> str: ...
+    @property
+    def author(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def answered(self) -> bool: ...
+
+
+class Questions(Protocol):
+    """The live questions of one room, as the positional rules look them up."""
+
+    def live(self, question: str) -> Candidate | None:
+        """The question `question` if it still takes answers."""
+        ...
+
+    def asked_by(self, author: str, before_seq: int) -> Candidate | None:
+        """`author`'s latest question that still takes answers, asked before position `before_seq`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,21 +125,41 @@ class LinkRules:
     #: A first reply must come before more than this many other people spoke since the question (0 in rooms
     #: that use replies or threads, where an answer without a reply is the exception); negative: no limit.
     max_between: int = 1
+    first_reply_us: int = field(init=False, repr=False, compare=False)
+    reply_reach_us: int = field(init=False, repr=False, compare=False)
+    conversation_us: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "first_reply_us", self.first_reply_time // _MICRO)
+        object.__setattr__(self, "reply_reach_us", max(self.first_reply_time, self.silent_reply_time) // _MICRO)
+        object.__setattr__(self, "conversation_us", self.conversation_time // _MICRO)
 
 
 class RoomWindow:
     """The last `size` messages of one room, with a case-insensitive index of their authors' nicks."""
 
-    __slots__ = ("_items", "_nicks", "seq", "size", "structured")
+    __slots__ = ("_items", "_nicks", "_order", "addressed_to", "inversion", "last_question", "latest_by", "seq",
+                 "size", "structured")  # fmt: skip
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[str, Seen] = OrderedDict()
-        self._nicks: dict[str, dict[str, int]] = {}
+        self._items: dict[str, Seen] = {}
+        #: the same messages, newest first
+        self._order: deque[Seen] = deque()
+        #: author -> their newest message in the window (an author leaves the window with that message); read-only
+        self.latest_by: dict[str, Seen] = {}
+        #: lower-cased nick -> the authors in the window with that nick, in the order they entered it
+        self._nicks: dict[str, dict[str, None]] = {}
+        #: author -> number of messages in the window that address them; read-only
+        self.addressed_to: dict[str, int] = {}
         #: Number of messages pushed so far; a message's `seq` is its position in the room.
         self.seq = 0
         #: True once the room has shown replies or threads.
         self.structured = False
+        #: Position of the latest message that came with an earlier time than the one before it (0: none).
+        self.inversion = 0
+        #: Position of the latest message that was taken for a question (an upper bound: see `note_question`).
+        self.last_question = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -116,27 +178,71 @@ class RoomWindow:
 
     def push(self, seen: Seen) -> None:
         """Remember `seen`, forgetting the oldest message beyond `size`."""
+        order = self._order
+        if order:
+            if seen.t < order[0].t:
+                self.inversion = seen.seq
+            if len(order) >= self.size:
+                self._drop(order.pop())
+        order.appendleft(seen)
         self._items[seen.id] = seen
-        self._count(seen.author, 1)
-        while len(self._items) > self.size:
-            _, old = self._items.popitem(last=False)
-            self._count(old.author, -1)
+        author = seen.author
+        last_by = self.latest_by
+        if author not in last_by:
+            self._nicks.setdefault(author.lower(), {})[author] = None
+        last_by[author] = seen
+        if seen.to:
+            addressed = self.addressed_to
+            for a in seen.to:
+                addressed[a] = addressed.get(a, 0) + 1
+        if seen.role is Role.QUESTION and seen.seq > self.last_question:
+            self.last_question = seen.seq
+
+    def note_question(self, seen: Seen) -> None:
+        """`seen` (in the window or about to be pushed) was just taken for a question."""
+        if seen.seq > self.last_question:
+            self.last_question = seen.seq
+
+    def _drop(self, old: Seen) -> None:
+        """Forget `old`, the oldest message (or one of an author whose messages all go)."""
+        del self._items[old.id]
+        author = old.author
+        if self.latest_by.get(author) is old:
+            del self.latest_by[author]
+            low = author.lower()
+            nicks = self._nicks[low]
+            del nicks[author]
+            if not nicks:
+                del self._nicks[low]
+        for a in old.to:
+            self._unaddress(a)
+
+    def _unaddress(self, author: str) -> None:
+        n = self.addressed_to[author] - 1
+        if n:
+            self.addressed_to[author] = n
+        else:
+            del self.addressed_to[author]
 
     def newest(self) -> Seen | None:
         """The latest remembered message."""
-        return next(reversed(self._items.values()), None) if self._items else None
+        return self._order[0] if self._order else None
 
     def forget(self, author: str) -> None:
         """Drop the author's messages from the window (their ids stay out of reach, their text was never kept)."""
-        for id in [id for id, s in self._items.items() if s.author == author]:
-            self._count(self._items.pop(id).author, -1)
-        for s in self._items.values():
+        theirs = [s for s in self._order if s.author == author]
+        if theirs:
+            self._order = deque(s for s in self._order if s.author != author)
+            for s in reversed(theirs):  # oldest first, so that the newest one takes the author out
+                self._drop(s)
+        for s in self._order:
             if author in s.to:
                 s.to = tuple(a for a in s.to if a != author)
+                self._unaddress(author)
 
     def newest_first(self) -> Iterator[Seen]:
         """Remembered messages, newest first."""
-        return reversed(self._items.values())
+        return iter(self._order)
 
     def resolve(self, token: str, extra: Callable[[str], str | None] | None = None) -> str | None:
         """The author a typed nick refers to: exact case-insensitive match among recent authors (or via `extra`),
@@ -152,114 +258,128 @@ class RoomWindow:
         hits = {a for nick, authors in self._nicks.items() if nick.startswith(low) for a in authors}
         return hits.pop() if len(hits) == 1 else None
 
-    def _count(self, author: str, delta: int) -> None:
-        low = author.lower()
-        authors = self._nicks.setdefault(low, {})
-        n = authors.get(author, 0) + delta
-        if n > 0:
-            authors[author] = n
-        else:
-            authors.pop(author, None)
-            if not authors:
-                del self._nicks[low]
 
-
-def positional_link(
+def conversation_link(
     window: RoomWindow,
     author: str,
-    ts: datetime,
+    t: int,
     seq: int,
     thread: str | None,
-    live: Callable[[str], Candidate | None],
-    asked_by: Callable[[str], Candidate | None],
+    questions: Questions,
     rules: LinkRules,
-    *,
-    first_reply: bool = True,
-    asks: bool = False,
 ) -> tuple[Candidate, Link] | None:
-    """Which live question an unaddressed message by `author` most plausibly answers, and why; or None.
-
-    `live(question_id)` gives a linkable question, `asked_by(author)` the author's latest linkable question in
-    this room. In order: the author carries on a conversation they were having with an asker; an asker
-    addressed the author; the author is the first to speak after an unanswered question (`first_reply`). When
-    the message is itself a question (`asks`), that last rule holds only in a quiet room, where nobody but the
-    asker spoke lately: in a busy room it is more likely a new question than a question back.
-    """
-    conv_floor = seq - rules.conversation_messages
-    conv_since = ts - rules.conversation_time
+    """The live question an unaddressed message by `author` at `t` (microseconds) continues a conversation
+    about, and why; or None: the author carries on a conversation they were having with an asker, or an asker
+    addressed the author since the author last spoke."""
+    floor = seq - rules.conversation_messages
+    since = t - rules.conversation_us
+    if author not in window.addressed_to:
+        own = window.latest_by.get(author)
+        if own is None:
+            return None
+        # Nobody addressed the author lately: only their own latest message can say whom they talk to. The scan
+        # below would reach it when it is in this thread and times did not go back since.
+        if own.thread == thread and window.inversion <= own.seq:
+            return _carry_on(own, author, seq, questions) if own.seq >= floor and own.t >= since else None
     for s in window.newest_first():
-        if s.seq < conv_floor or s.ts < conv_since:
+        if s.seq < floor or s.t < since:
             break
         if s.thread != thread:
             continue
         if s.author == author:
-            # The author's own latest message says whom they were talking to.
-            if s.role is Role.ANSWER and s.question is not None:
-                q = live(s.question)
-                if q is not None and q.author != author:
-                    # The asker may have asked again since: carry on with their latest question.
-                    latest = asked_by(q.author)
-                    return (latest if latest is not None and not latest.answered else q), Link.CONVERSATION
-            for other in s.to:
-                q = asked_by(other)
-                if q is not None and q.author != author and q.seq < seq:
-                    return q, Link.CONVERSATION
-            break
+            return _carry_on(s, author, seq, questions)
         if author in s.to:
             # Someone who asked something addressed this author: the author now answers them.
-            q = asked_by(s.author)
+            q = questions.asked_by(s.author, seq)
             if q is not None and q.author != author:
                 return q, Link.TURN
-    if not first_reply:
-        return None
+    return None
+
+
+def first_reply_link(
+    window: RoomWindow,
+    author: str,
+    t: int,
+    seq: int,
+    thread: str | None,
+    questions: Questions,
+    rules: LinkRules,
+    *,
+    asks: bool = False,
+) -> Candidate | None:
+    """The unanswered question `author`'s message at `t` answers by being the first reply to it, or None.
+
+    Callers first rule out messages that answer nothing (chatter, a new help request). When the message is
+    itself a question (`asks`), this holds only in a quiet room, where nobody but the asker spoke lately: in a
+    busy room it is more likely a new question than a question back.
+    """
     floor = seq - rules.first_reply_messages
-    since = ts - max(rules.first_reply_time, rules.silent_reply_time)
+    if window.last_question < floor:
+        return None  # no question among the messages in reach
+    since = t - rules.reply_reach_us
     between: set[str] = set()
     for s in window.newest_first():
-        if s.seq < floor or s.ts < since:
+        if s.seq < floor or s.t < since:
             break
         if s.thread != thread or s.author == author:
             continue
-        if s.role is not Role.QUESTION or s.question is None:
+        if s.role is not _QUESTION or s.question is None:
             between.add(s.author)
             continue
-        q = live(s.question)
+        q = questions.live(s.question)
         if q is not None and not q.answered:
             allowed = 0 if window.structured else rules.max_between
-            if s.ts < ts - rules.first_reply_time:
+            if s.t < t - rules.first_reply_us:
                 if asks:
                     return None  # a question long after another one is a new question
                 allowed = 0  # a late first reply counts only if nobody else spoke in between
-            if allowed >= 0 and len(between - {q.author}) > allowed:
+            if allowed >= 0 and len(between) - (q.author in between) > allowed:
                 return None
-            if asks and not _quiet(window, q.author, author, ts, seq, rules):
+            if asks and not _quiet(window, q.author, author, t, seq, rules):
                 return None
-            return q, Link.POSITION
+            return q
         between.add(s.author)
     return None
 
 
-def _quiet(window: RoomWindow, asker: str, author: str, ts: datetime, seq: int, rules: LinkRules) -> bool:
+def _carry_on(own: Seen, author: str, seq: int, questions: Questions) -> tuple[Candidate, Link] | None:
+    """The author's own latest message says whom they were talking to."""
+    if own.role is Role.ANSWER and own.question is not None:
+        q = questions.live(own.question)
+        if q is not None and q.author != author:
+            # The asker may have asked again since: carry on with their latest question.
+            latest = questions.asked_by(q.author, seq)
+            return (latest if latest is not None and not latest.answered else q), Link.CONVERSATION
+    for other in own.to:
+        q = questions.asked_by(other, seq)
+        if q is not None and q.author != author and q.seq < seq:
+            return q, Link.CONVERSATION
+    return None
+
+
+def _quiet(window: RoomWindow, asker: str, author: str, t: int, seq: int, rules: LinkRules) -> bool:
     """Nobody but `asker` and `author` spoke within the conversation bounds."""
     floor = seq - rules.conversation_messages
-    since = ts - rules.conversation_time
+    since = t - rules.conversation_us
     for s in window.newest_first():
-        if s.seq < floor or s.ts < since:
+        if s.seq < floor or s.t < since:
             return True
         if s.author != asker and s.author != author:
             return False
     return True
 
 
-def engaged(window: RoomWindow, author: str, ts: datetime, seq: int, rules: LinkRules) -> bool:
+def engaged(window: RoomWindow, author: str, t: int, seq: int, rules: LinkRules) -> bool:
     """True when `author` is in a conversation: they addressed or answered someone, or were addressed, recently.
 
     A question asked mid-conversation is a turn of that conversation, not a new help request.
     """
+    if author not in window.addressed_to and author not in window.latest_by:
+        return False
     floor = seq - rules.conversation_messages
-    since = ts - rules.conversation_time
+    since = t - rules.conversation_us
     for s in window.newest_first():
-        if s.seq < floor or s.ts < since:
+        if s.seq < floor or s.t < since:
             break
         if s.author == author:
             if s.addressed or s.reply_to is not None or s.role is Role.ANSWER:

@@ -242,6 +242,45 @@ async def _run(args: argparse.Namespace) -> int:
 # -- other commands --------------------------------------------------------------------------------------------
 
 
+async def _report(args: argparse.Namespace) -> int:
+    from adapters.jsonl import read_events
+    from adapters.report_html import NameBook, ReportOptions, new_salt, write_report
+    from bot.clock import SystemClock
+    from storage import export
+    from storage.db import make_engine
+
+    now = SystemClock().now()
+    names = NameBook()
+    salt = args.salt or os.environ.get("LIEN_REPORT_SALT")
+    if args.db:
+        engine = make_engine(args.db)
+        try:
+            questions, edges = await export.load_history(engine, args.community)
+            salt = salt or await export.report_salt(engine)  # kept in the database: stable pseudonyms
+        finally:
+            await engine.dispose()
+        source, as_of = "lien's database", now
+    else:
+        def on_bad(err: InputError) -> None:
+            print(f"lien report: skipped {err}", file=sys.stderr)
+
+        reader = read_events(Path(args.events), skip_bad=args.skip_bad, on_bad=on_bad)
+        try:
+            questions, edges = await export.replay_history(names.watch(reader), load_config(args.config))
+        finally:
+            reader.close()
+        if args.community:
+            questions = [q for q in questions if q.community == args.community]
+            edges = [e for e in edges if e.community == args.community]
+        source, as_of = Path(args.events).name, None
+    options = ReportOptions(salt=salt or new_salt(), generated=now, source=source, names=names.names,
+                            show_names=args.names, as_of=as_of)
+    size = write_report(Path(args.out), questions, edges, options)
+    print(f"wrote {args.out}: {size / 1024:,.0f} KiB, {len(questions):,} questions, {len(edges):,} help edges",
+          file=sys.stderr)
+    return 0
+
+
 async def _migrate(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     url = settings.storage.resolved_url(dict(os.environ))
@@ -319,6 +358,18 @@ def build_parser() -> argparse.ArgumentParser:
         if kind == "matrix":
             k.add_argument("--community", help="community id (default: the server name in the room id)")
 
+    rp = sub.add_parser("report", help="write a self-contained HTML page of community health and reciprocity")
+    source = rp.add_mutually_exclusive_group(required=True)
+    source.add_argument("events", nargs="?", help="events file to replay (JSON Lines, docs/events.md)")
+    source.add_argument("--db", metavar="URL", help="read lien's database instead, e.g. sqlite:///lien.db")
+    rp.add_argument("--out", required=True, help="the HTML file to write")
+    rp.add_argument("--names", action="store_true", help="show display names where known (default: pseudonyms)")
+    rp.add_argument("--community", help="only this community (default: every one, a section each)")
+    rp.add_argument("--config", help="TOML configuration file (for the replay of an events file)")
+    rp.add_argument("--salt", help="salt of the pseudonyms (default: $LIEN_REPORT_SALT, else the database's own, "
+                                   "else random: stable pseudonyms need a kept salt)")
+    rp.add_argument("--skip-bad", action="store_true", help="report bad lines and go on")
+
     e = sub.add_parser("eval", help="measure question detection and answer linking on labelled chat logs")
     e.add_argument("--data", default="../shared/data/chat-eval", help="folder of datasets (events + gold)")
     return p
@@ -344,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_import(args.kind, args.files, args.out, args.skip_bad, not args.no_progress,
                               community=getattr(args, "community", None))
+        if args.command == "report":
+            return asyncio.run(_report(args))
         if args.command == "eval":
             return _eval(args)
     except (InputError, ConfigError) as exc:

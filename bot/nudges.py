@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -54,6 +55,51 @@ def ladder_for(settings: NudgeSettings, first_answer_seconds: Sequence[float]) -
     return Ladder(timedelta(minutes=l1), timedelta(minutes=l2), timedelta(minutes=l3))
 
 
+class AnswerTimes:
+    """Each room's recent times to first answer, and the ladder they give; a cache of the question rows.
+
+    A room's samples are (re)loaded from storage when first needed and every tenth of `history_days` after
+    that, so the room's pace survives a restart and answers older than `history_days` stop counting; answers
+    seen in between are added as they come. Keeps at most `maxlen` samples per room (the latest).
+    """
+
+    def __init__(self, maxlen: int = 200) -> None:
+        self.maxlen = maxlen
+        self._samples: dict[tuple[str, str], deque[float]] = {}
+        self._loaded_at: dict[tuple[str, str], datetime] = {}
+        self._ladders: dict[tuple[str, str], Ladder] = {}
+
+    def stale(self, room: tuple[str, str], now: datetime, history_days: float) -> bool:
+        """Should the room's samples be (re)loaded from storage?"""
+        loaded = self._loaded_at.get(room)
+        return loaded is None or now - loaded >= timedelta(days=history_days / 10)
+
+    def load(self, room: tuple[str, str], seconds: Iterable[float], now: datetime) -> None:
+        """Replace the room's samples with those read from storage (oldest first)."""
+        self._samples[room] = deque(seconds, maxlen=self.maxlen)
+        self._loaded_at[room] = now
+        self._ladders.pop(room, None)
+
+    def add(self, room: tuple[str, str], seconds: float) -> None:
+        """A question of the room got its first answer after `seconds`."""
+        samples = self._samples.get(room)
+        if samples is None:
+            samples = self._samples[room] = deque(maxlen=self.maxlen)
+        samples.append(seconds)
+        self._ladders.pop(room, None)
+
+    def ladder(self, room: tuple[str, str], settings: NudgeSettings) -> Ladder:
+        """The room's ladder under `settings` (cached until a sample or the settings change)."""
+        found = self._ladders.get(room)
+        if found is None:
+            found = self._ladders[room] = ladder_for(settings, self._samples.get(room, ()))
+        return found
+
+    def settings_changed(self) -> None:
+        """Floors, ceilings or quantiles may have changed: recompute every ladder."""
+        self._ladders.clear()
+
+
 def _parse_hhmm(value: str) -> time:
     hours, minutes = value.split(":")
     return time(int(hours), int(minutes))
@@ -92,11 +138,15 @@ def rank_helpers(
     edges: Iterable[HelpEdge],
     now: datetime,
     half_life_days: float,
+    room_help: Mapping[str, float] | None = None,
+    limit: int | None = None,
 ) -> list[Candidate]:
     """Candidates ranked by decayed help history with the asker first, then recent help in the room.
 
+    `edges` are the help edges to consider. With `room_help` (each member's decayed help given in the room at
+    `now`, from `RoomHelp.scores`), `edges` need only be those between the asker and the candidates.
     Reason codes: `asker_helped` (the asker helped them), `helped_asker`, `room_helper`, `opted_in`.
-    Ties break on member id so the choice is deterministic.
+    Ties break on member id so the choice is deterministic. With `limit`, only the first `limit` are returned.
     """
     pool = set(candidates)
     pool.discard(asker)
@@ -109,17 +159,95 @@ def rank_helpers(
             scores[e.asker][0] += w
         elif e.asker == asker and e.helper in pool:
             scores[e.helper][1] += w
-        if e.room == room and e.helper in pool and e.helper != asker:
+            if room_help is not None and e.room == room:
+                scores[e.helper][2] -= w  # counted above: the room score is for help given to others
+        if room_help is None and e.room == room and e.helper in pool and e.helper != asker and e.asker != asker:
             scores[e.helper][2] += w
+    if room_help is not None:
+        for member in pool:
+            r = room_help.get(member)
+            if r:
+                scores[member][2] += r
+    zero = (0.0, 0.0, 0.0)
+    order = [
+        (-(W_ASKER_HELPED * a + W_HELPED_ASKER * h + W_ROOM_HELP * max(r, 0.0)), member)
+        for member in pool
+        for a, h, r in (scores.get(member, zero),)
+    ]
+    top = heapq.nsmallest(limit, order) if limit is not None and limit < len(order) else sorted(order)
     ranked: list[Candidate] = []
-    for member in pool:
-        a, h, r = scores.get(member, (0.0, 0.0, 0.0))
+    for neg, member in top:
+        a, h, r = scores.get(member, zero)
         reasons = tuple(
-            code for code, v in (("asker_helped", a), ("helped_asker", h), ("room_helper", r)) if v > 0
+            code for code, v in (("asker_helped", a), ("helped_asker", h), ("room_helper", r)) if v > _NOISE
         ) or ("opted_in",)
-        ranked.append(Candidate(member, W_ASKER_HELPED * a + W_HELPED_ASKER * h + W_ROOM_HELP * r, reasons))
-    ranked.sort(key=lambda c: (-c.score, c.member))
+        ranked.append(Candidate(member, -neg, reasons))
     return ranked
+
+
+#: Scores below this are rounding left-overs (a room score minus the same help to the asker), not history.
+_NOISE = 1e-9
+
+
+class RoomHelp:
+    """Per room, the help each member gave there, decayed with the half-life: a cache of the help-edge rows.
+
+    Loaded once per room from storage (the edges of the last six half-lives), then kept current with the edges
+    the engine records, so that ranking helpers costs a lookup per candidate instead of a scan of the room's
+    history. Each member's score is kept as its value at a reference time; decay is applied when read.
+    """
+
+    def __init__(self) -> None:
+        #: room -> (decay rate per second it was built with, member -> (score, at))
+        self._rooms: dict[tuple[str, str], tuple[float, dict[str, tuple[float, datetime]]]] = {}
+
+    @staticmethod
+    def _rate(half_life_days: float) -> float:
+        return math.log(2) / (half_life_days * 86400)
+
+    def loaded(self, room: tuple[str, str], half_life_days: float) -> bool:
+        """Is the room cached (with this half-life)?"""
+        found = self._rooms.get(room)
+        return found is not None and found[0] == self._rate(half_life_days)
+
+    def load(self, room: tuple[str, str], edges: Iterable[HelpEdge], half_life_days: float) -> None:
+        """Build the room's scores from its help edges (those of the room, in any order)."""
+        self._rooms[room] = (self._rate(half_life_days), {})
+        for e in edges:
+            self.add(e)
+
+    def add(self, edge: HelpEdge) -> None:
+        """Count a new help edge, if its room is cached (otherwise the next load reads it from storage)."""
+        found = self._rooms.get((edge.community, edge.room))
+        if found is None:
+            return
+        lam, members = found
+        old = members.get(edge.helper)
+        if old is None:
+            members[edge.helper] = (1.0, edge.ts)
+        elif edge.ts >= old[1]:
+            members[edge.helper] = (1.0 + old[0] * math.exp(-lam * (edge.ts - old[1]).total_seconds()), edge.ts)
+        else:
+            members[edge.helper] = (old[0] + math.exp(-lam * (old[1] - edge.ts).total_seconds()), old[1])
+
+    def scores(self, room: tuple[str, str], members: Iterable[str], now: datetime) -> dict[str, float]:
+        """The decayed scores at `now` of those `members` who helped in the room."""
+        found = self._rooms.get(room)
+        if found is None:
+            return {}
+        lam, cached = found
+        out: dict[str, float] = {}
+        for m in members:
+            got = cached.get(m)
+            if got is not None:
+                out[m] = got[0] * math.exp(-lam * max((now - got[1]).total_seconds(), 0.0))
+        return out
+
+    def forget(self, community: str, member: str) -> None:
+        """Drop the member from every room of the community."""
+        for (c, _room), (_lam, members) in self._rooms.items():
+            if c == community:
+                members.pop(member, None)
 
 
 class PingBudget:

@@ -69,6 +69,19 @@ class QuestionRepo(Protocol):
         """Open and stale questions, oldest first."""
         ...
 
+    async def asked_between(self, community: str, room: str | None, since: datetime, until: datetime
+                            ) -> list[Question]:
+        """Questions asked in [since, until), oldest first (health metrics; answers/credited may be left empty)."""
+        ...
+
+    async def first_seen(self, community: str, members: Sequence[str]) -> dict[str, datetime]:
+        """Each member's earliest question asked or help given in the stored history."""
+        ...
+
+    async def communities(self) -> list[str]:
+        """Every community with stored questions."""
+        ...
+
     async def first_answer_delays(self, community: str, room: str, since: datetime) -> list[float]:
         """Seconds from asking to first answer for questions asked since `since` in the room."""
         ...
@@ -90,6 +103,10 @@ class HelpRepo(Protocol):
         ...
 
     async def in_room(self, community: str, room: str, since: datetime) -> list[HelpEdge]: ...
+
+    async def during(self, community: str, room: str | None, since: datetime, until: datetime) -> list[HelpEdge]:
+        """Help edges in [since, until), in time order."""
+        ...
 
 
 class NudgeRepo(Protocol):

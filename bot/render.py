@@ -70,13 +70,18 @@ _TEXTS: dict[str, dict[str, str]] = {
     },
     "help": {
         "en": "Commands: unanswered [room], solved [question], not-a-question [question], helper on|off [room], "
-              "optout, optin, dms on|off, why [question], mydata, forget-me, policy. Admins: pause, resume, "
+              "optout, optin, dms on|off, credit on|off, why [question], health [room], mydata, forget-me, policy. "
+              "Admins: pause, resume, "
               "config show, config reload.",
         "fr": "Commandes : unanswered [salon], solved [question], not-a-question [question], helper on|off "
-              "[salon], optout, optin, dms on|off, why [question], mydata, forget-me, policy. Admins : pause, "
+              "[salon], optout, optin, dms on|off, credit on|off, why [question], health [salon], mydata, forget-me, "
+              "policy. Admins : pause, "
               "resume, config show, config reload.",
     },
     "ok": {"en": "Done.", "fr": "C'est fait."},
+    "credit_on": {"en": "The weekly digest may thank you by name (it never mentions anyone).",
+                  "fr": "Le résumé de la semaine pourra vous remercier par votre nom (il ne mentionne personne)."},
+    "credit_off": {"en": "The weekly digest won't name you.", "fr": "Le résumé de la semaine ne vous nommera pas."},
     "solved_ok": {"en": "Marked as solved. Thank you!", "fr": "Marquée comme résolue. Merci !"},
     "withdrawn_ok": {"en": "Understood, I won't track that one.", "fr": "Compris, je ne la suis plus."},
     "no_question": {"en": "I found no question of yours to apply that to.",

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from bot.config import Settings
-from bot.detection import addressee, is_chatter, is_help_request, is_personal, is_question, is_thanks
+from bot.config import QuestionSettings, Settings
+from bot.detection import Reading
 from bot.events import Delete, Edit, Message, Reaction
-from bot.linking import Candidate, Link, LinkRules, Role, RoomWindow, Seen, engaged, positional_link
+from bot.linking import (
+    Link,
+    LinkRules,
+    Role,
+    RoomWindow,
+    Seen,
+    conversation_link,
+    engaged,
+    first_reply_link,
+    micros,
+)
 from bot.model import Answer, MessageMeta, QState, Question
 
 __all__ = [
@@ -81,49 +91,147 @@ _CLOSABLE = _LINKABLE
 #: At most this many answers (and as many follow-ups) are linked to one question, so memory stays bounded.
 MAX_ANSWERS = 50
 #: The asker's unaddressed messages count as follow-ups of their question within this time of its last activity.
-_FOLLOW_UP = timedelta(minutes=30)
+_FOLLOW_UP = timedelta(minutes=30) // timedelta(microseconds=1)
 #: A new question by an asker whose earlier question is still unanswered and this recent is a follow-up of it.
-_REASK = timedelta(minutes=10)
+_REASK = timedelta(minutes=10) // timedelta(microseconds=1)
 #: A message edited into a question opens one only if the edit comes this soon and the message is this recent.
 _EDIT_WINDOW = timedelta(minutes=15)
 _EDIT_MESSAGES = 10
 #: Messages loaded from storage kept for reply and reaction lookups.
 _COLD_SIZE = 4096
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOW = {how: how.value for how in Link}
+_MICRO = timedelta(microseconds=1)
 
 
-@dataclass(slots=True)
 class _Info:
-    """Tracker-side bookkeeping of one question."""
+    """Tracker-side bookkeeping of one question; it is also the question the positional rules see."""
 
-    q: Question
-    room: tuple[str, str]
-    seq: int
-    last: datetime
-    owned: list[str] = field(default_factory=list)
-    #: answer message id -> (author, ts)
-    answers: dict[str, tuple[str, datetime]] = field(default_factory=dict)
-    follow_ups: int = 0
+    __slots__ = ("answers", "asked_t", "author", "follow_ups", "id", "last", "owned", "q", "room", "seq")
+
+    def __init__(self, q: Question, room: tuple[str, str], seq: int, last: int) -> None:
+        self.q = q
+        self.id = q.id
+        self.author = q.author
+        self.room = room
+        #: the question's position in its room (0 when it was loaded without its message)
+        self.seq = seq
+        self.asked_t = micros(q.asked_ts)
+        #: time of the latest activity, in microseconds
+        self.last = last
+        self.owned: list[str] = []
+        #: answer message id -> (author, ts)
+        self.answers: dict[str, tuple[str, datetime]] = {}
+        self.follow_ups = 0
+
+    @property
+    def answered(self) -> bool:
+        """The question has an answer and is not resolved yet."""
+        return self.q.state is QState.ANSWERED
+
+
+class _Community:
+    __slots__ = ("info", "owner")
+
+    def __init__(self) -> None:
+        #: question id -> bookkeeping
+        self.info: dict[str, _Info] = {}
+        #: message id -> question id, for the question, its follow-ups and its answers
+        self.owner: dict[str, str] = {}
 
 
 class _Room:
-    __slots__ = ("asked", "community", "last", "seen", "seen_order", "threads", "window")
+    """One room's window, recent ids and live questions; it answers the positional rules' look-ups."""
 
-    def __init__(self, community: str, window: int) -> None:
+    __slots__ = (
+        "asked",
+        "asked_low",
+        "community",
+        "info",
+        "last",
+        "owner",
+        "qs",
+        "seen",
+        "seen_cap",
+        "seen_order",
+        "threads",
+        "window",
+    )
+
+    def __init__(self, community: str, comm: _Community, window: int) -> None:
         self.community = community
+        self.info = comm.info
+        self.owner = comm.owner
         self.window = RoomWindow(window)
         self.seen: set[str] = set()
         self.seen_order: deque[str] = deque()
+        self.seen_cap = max(4 * window, 256)
         #: author -> ids of their linkable questions in this room, oldest first
         self.asked: dict[str, list[str]] = {}
+        #: lower-cased author -> the authors in `asked` with that nick, in the order they entered it
+        self.asked_low: dict[str, dict[str, None]] = {}
         #: thread id -> latest question asked in that thread
         self.threads: dict[str, str] = {}
-        self.last: datetime | None = None
+        #: time of the latest message, in microseconds
+        self.last: int | None = None
+        #: the room's question settings (cleared when the settings change)
+        self.qs: QuestionSettings | None = None
 
     def mark_seen(self, id: str) -> None:
         self.seen.add(id)
-        self.seen_order.append(id)
-        if len(self.seen_order) > max(4 * self.window.size, 256):
-            self.seen.discard(self.seen_order.popleft())
+        order = self.seen_order
+        order.append(id)
+        if len(order) > self.seen_cap:
+            self.seen.discard(order.popleft())
+
+    def add_asked(self, author: str, qid: str) -> None:
+        ids = self.asked.get(author)
+        if ids is None:
+            self.asked[author] = [qid]
+            self.asked_low.setdefault(author.lower(), {})[author] = None
+        else:
+            ids.append(qid)
+
+    def remove_asked(self, author: str, qid: str) -> None:
+        ids = self.asked.get(author)
+        if ids and qid in ids:
+            ids.remove(qid)
+            if not ids:
+                self.drop_asker(author)
+
+    def drop_asker(self, author: str) -> None:
+        if self.asked.pop(author, None) is not None:
+            low = author.lower()
+            same = self.asked_low[low]
+            del same[author]
+            if not same:
+                del self.asked_low[low]
+
+    def asker_named(self, low: str) -> str | None:
+        """The asker whose lower-cased nick is `low`."""
+        same = self.asked_low.get(low)
+        return next(iter(same)) if same else None
+
+    def latest_asked(self, author: str, before_seq: int | None = None) -> _Info | None:
+        """The author's latest linkable question in the room (asked before position `before_seq`)."""
+        ids = self.asked.get(author)
+        if not ids:
+            return None
+        info_of = self.info
+        for qid in reversed(ids):
+            info = info_of.get(qid)
+            if info is not None and info.q.state in _LINKABLE and (before_seq is None or info.seq < before_seq):
+                return info
+        return None
+
+    def live(self, question: str) -> _Info | None:
+        """The question if it still takes answers."""
+        info = self.info.get(question)
+        return info if info is not None and info.q.state in _LINKABLE else None
+
+    def asked_by(self, author: str, before_seq: int) -> _Info | None:
+        """`author`'s latest linkable question asked before position `before_seq`."""
+        return self.latest_asked(author, before_seq)
 
 
 class QuestionTracker:
@@ -137,14 +245,12 @@ class QuestionTracker:
         linger: timedelta = timedelta(days=3),
         rules: LinkRules | None = None,
     ) -> None:
+        self._rooms: dict[tuple[str, str], _Room] = {}
         self.settings = settings
         self._window = window
         self._linger = linger
         self._rules = rules or LinkRules()
-        self._rooms: dict[tuple[str, str], _Room] = {}
-        self._info: dict[tuple[str, str], _Info] = {}
-        #: (community, message id) -> question id, for the question, its follow-ups and its answers
-        self._owner: dict[tuple[str, str], str] = {}
+        self._comms: dict[str, _Community] = {}
         self._cold: OrderedDict[tuple[str, str], MessageMeta] = OrderedDict()
 
     @property
@@ -157,24 +263,28 @@ class QuestionTracker:
         self._settings = settings
         self._ignored_ids = frozenset(settings.lien.self_ids) | frozenset(settings.lien.bot_ids)
         self._prefix = settings.lien.command_prefix
+        for room in self._rooms.values():
+            room.qs = None
 
     # ----------------------------------------------------------------------------------------------- reads
 
     def get(self, community: str, question: str) -> Question | None:
         """The tracked question, if held."""
-        info = self._info.get((community, question))
+        comm = self._comms.get(community)
+        info = comm.info.get(question) if comm is not None else None
         return info.q if info else None
 
     def open_questions(self) -> Iterator[Question]:
         """Questions still open (not answered, resolved, stale or withdrawn)."""
-        return (i.q for i in list(self._info.values()) if i.q.state is QState.OPEN)
+        infos = [i for comm in self._comms.values() for i in comm.info.values()]
+        return (i.q for i in infos if i.q.state is QState.OPEN)
 
     def held(self) -> dict[str, int]:
         """How much the tracker holds in memory, by kind (for monitoring and the memory-bound tests)."""
         return {
             "rooms": len(self._rooms),
-            "questions": len(self._info),
-            "owned_ids": len(self._owner),
+            "questions": sum(len(c.info) for c in self._comms.values()),
+            "owned_ids": sum(len(c.owner) for c in self._comms.values()),
             "cached_messages": len(self._cold),
             "window_messages": sum(len(r.window) for r in self._rooms.values()),
             "seen_ids": sum(len(r.seen) for r in self._rooms.values()),
@@ -188,6 +298,8 @@ class QuestionTracker:
             if self._ignored(m.author, m.is_bot, m.text):
                 return []
             refs = [r for r in (m.reply_to, m.thread) if r is not None and r != m.id]
+            if not refs:
+                return []
         room = self._rooms.get((m.community, m.room))
         return [r for r in dict.fromkeys(refs) if not self._holds(m.community, room, r)]
 
@@ -202,9 +314,10 @@ class QuestionTracker:
             self._cold.move_to_end(key)
             room = self._room(meta.community, meta.room)
             newest = room.window.newest()
-            if meta.id not in room.window and (newest is None or newest.ts <= meta.ts):
-                seen = Seen(meta.id, meta.author, meta.ts, room.window.next_seq(), meta.reply_to, meta.thread)
-                self._reattach(meta.community, seen)
+            t = micros(meta.ts)
+            if meta.id not in room.window and (newest is None or newest.t <= t):
+                seen = Seen(meta.id, meta.author, meta.ts, t, room.window.next_seq(), meta.reply_to, meta.thread)
+                self._reattach(room, seen)
                 room.window.push(seen)
                 room.mark_seen(meta.id)
                 if meta.reply_to or (meta.thread and meta.thread != meta.id):
@@ -212,28 +325,29 @@ class QuestionTracker:
         while len(self._cold) > _COLD_SIZE:
             self._cold.popitem(last=False)
         for q in sorted(questions, key=lambda x: x.asked_ts):
-            key = (q.community, q.id)
-            if key in self._info:
-                continue
             room = self._room(q.community, q.room)
+            if q.id in room.info:
+                continue
             seen = room.window.get(q.id)
             seq = seen.seq if seen else 0
             last = max([q.asked_ts, *(t for t in (q.first_answer_ts, q.resolved_ts) if t is not None)])
-            info = self._info[key] = _Info(q, (q.community, q.room), seq, last)
-            self._own(info, q.id)
+            info = room.info[q.id] = _Info(q, (q.community, q.room), seq, micros(last))
+            self._own(room.owner, info, q.id)
             if seen is not None:
                 seen.role, seen.question = Role.QUESTION, q.id
+                room.window.note_question(seen)
             if q.state in _LINKABLE:
-                room.asked.setdefault(q.author, []).append(q.id)
+                room.add_asked(q.author, q.id)
             if q.thread is not None:
                 room.threads[q.thread] = q.id
         for a in sorted(answers, key=lambda x: x.ts):
-            info = self._info.get((a.community, a.question))
-            if info is None or a.message in info.answers:
+            comm = self._comms.get(a.community)
+            info = comm.info.get(a.question) if comm is not None else None
+            if comm is None or info is None or a.message in info.answers:
                 continue
             info.answers[a.message] = (a.author, a.ts)
-            self._own(info, a.message)
-            info.last = max(info.last, a.ts)
+            self._own(comm.owner, info, a.message)
+            info.last = max(info.last, micros(a.ts))
             seen = self._rooms[info.room].window.get(a.message)
             if seen is not None:
                 seen.role, seen.question = Role.ANSWER, info.q.id
@@ -242,33 +356,59 @@ class QuestionTracker:
 
     def on_message(self, m: Message) -> list[Change]:
         """Take `m` for a question, an answer to tracked questions, a thanks that resolves one, or nothing."""
-        if self._ignored(m.author, m.is_bot, m.text):
+        author = m.author
+        if m.is_bot or author in self._ignored_ids or m.text.lstrip().startswith(self._prefix):
             return []
         c = m.community
-        room = self._room(c, m.room)
-        if m.id in room.seen or (c, m.id) in self._owner:
+        room = self._rooms.get((c, m.room))
+        if room is None:
+            room = self._room(c, m.room)
+        mid = m.id
+        ids = room.seen
+        if mid in ids or mid in room.owner:
             return []
-        room.mark_seen(m.id)
-        room.last = m.ts if room.last is None or m.ts > room.last else room.last
+        ids.add(mid)
+        order = room.seen_order
+        order.append(mid)
+        if len(order) > room.seen_cap:
+            ids.discard(order.popleft())
+        ts = m.ts
+        t = (ts - _EPOCH) // _MICRO
+        if room.last is None or t > room.last:
+            room.last = t
         win = room.window
-        if m.reply_to is not None or (m.thread is not None and m.thread != m.id):
+        reply_to = m.reply_to
+        threaded = m.thread is not None and m.thread != mid
+        if reply_to is not None or threaded:
             win.structured = True
-        to, addressed = self._addressees(room, m)
-        seen = Seen(m.id, m.author, m.ts, win.next_seq(), m.reply_to, m.thread, to, addressed=addressed)
+        text = Reading(m.text)
+        # Whom `m` addresses: mentions, and a leading nick that names a recent author or an asker.
+        to = [a for a in m.mentions if a != author] if m.mentions else []
+        token = text.nick
+        if token is not None:
+            who = win.resolve(token, room.asker_named)
+            if who is not None and who != author and who not in to:
+                to.append(who)
+        addressed = bool(to) or token is not None
+        win.seq += 1
+        seen = Seen(mid, author, ts, t, win.seq, reply_to, m.thread, tuple(to), None, Role.NONE, addressed)
         if not addressed:
-            seen.help = is_help_request(m.text)
-        qs = self._settings.room(c, m.room).questions
+            seen.help = text.help()
+        qs = room.qs
+        if qs is None:
+            qs = room.qs = self._settings.room(c, m.room).questions
         changes: list[Change] = []
-        handled = self._explicit(m, room, seen, changes)
+        # Only replies, thread messages and addressed messages can be placed explicitly.
+        handled = (reply_to is not None or threaded or bool(to)) and self._explicit(m, room, seen, text, changes)
         # Addressed messages and replies never open a question nor answer by position: skip the text tests.
         asks = (
             qs.mode == "auto"
             and not addressed
-            and (m.reply_to is None or self._own_message(room, m))
-            and is_question(m.text, qs.min_words)
+            and (reply_to is None or self._own_message(room, m))
+            and text.question(qs.min_words)
         )
-        if not handled and not addressed and m.reply_to is None:
-            self._implicit(m, room, seen, asks, changes)
+        if not handled and not addressed and reply_to is None:
+            self._implicit(m, room, seen, text, asks, changes)
         if seen.role is Role.NONE and qs.mode != "off":
             self._maybe_open(m, room, seen, asks, qs.mode == "every_thread", changes)
         win.push(seen)
@@ -281,9 +421,10 @@ class QuestionTracker:
         if r.author in self._ignored_ids or emoji not in RESOLVING_EMOJI:
             return []
         c = r.community
-        qid = self._owner.get((c, r.message))
-        if qid is not None:
-            info = self._info[(c, qid)]
+        comm = self._comms.get(c)
+        qid = comm.owner.get(r.message) if comm is not None else None
+        if comm is not None and qid is not None:
+            info = comm.info[qid]
             q = info.q
             if r.author != q.author:
                 return []
@@ -299,12 +440,12 @@ class QuestionTracker:
         room = self._rooms.get((c, r.room))
         if room is None or emoji not in SOLVING_EMOJI:
             return []
-        target = self._meta(c, room, r.message)
-        info = self._latest_asked(room, r.author)
+        target = self._meta(room, r.message)
+        info = room.latest_asked(r.author)
         if target is None or info is None or target[0] == r.author or target[1] < info.q.asked_ts:
             return []
         changes: list[Change] = []
-        linked = self._link(info, r.message, target[0], target[1], Link.REACTION)
+        linked = self._link(room.owner, info, r.message, target[0], target[1], Link.REACTION)
         if linked is not None:
             changes.append(linked)
             seen = room.window.get(r.message)
@@ -328,19 +469,20 @@ class QuestionTracker:
             or seen.reply_to is not None
             or e.ts - seen.ts > _EDIT_WINDOW
             or room.window.seq - seen.seq >= _EDIT_MESSAGES
-            or (e.community, e.id) in self._owner
+            or e.id in room.owner
             or e.text.lstrip().startswith(self._prefix)
         ):
             return []
-        if seen.thread is not None and self._thread_question(e.community, room, seen.thread) is not None:
+        if seen.thread is not None and self._thread_question(room, seen.thread) is not None:
             return []
-        if not is_question(e.text, self._settings.room(e.community, e.room).questions.min_words):
+        if not Reading(e.text).question(self._settings.room(e.community, e.room).questions.min_words):
             return []
-        return [self._open(e.community, e.room, room, seen)]
+        return [self._open(e.room, room, seen)]
 
     def on_delete(self, d: Delete) -> list[Change]:
         """Deleting an open, answered or stale question withdraws it."""
-        info = self._info.get((d.community, d.id))
+        comm = self._comms.get(d.community)
+        info = comm.info.get(d.id) if comm is not None else None
         if info is None:
             return []
         return self._withdraw(info)
@@ -352,7 +494,7 @@ class QuestionTracker:
         info = self._pick(community, room, author, question)
         if info is None or info.q.author != author:
             return []
-        info.last = max(info.last, ts)
+        info.last = max(info.last, micros(ts))
         return self._withdraw(info)
 
     def resolve(
@@ -374,7 +516,8 @@ class QuestionTracker:
 
     def mark_stale(self, community: str, question: str) -> Question | None:
         """An open question ran past its last nudge: it becomes stale (still takes answers); None otherwise."""
-        info = self._info.get((community, question))
+        comm = self._comms.get(community)
+        info = comm.info.get(question) if comm is not None else None
         if info is None or info.q.state is not QState.OPEN:
             return None
         info.q.state = QState.STALE
@@ -382,17 +525,16 @@ class QuestionTracker:
 
     def forget_member(self, community: str, member: str) -> None:
         """Drop every in-memory trace of a member: their questions, their messages, their answers and credits."""
-        for key, info in list(self._info.items()):
-            if key[0] != community:
-                continue
+        comm = self._comms.get(community)
+        for qid, info in list(comm.info.items()) if comm is not None else ():
             q = info.q
             if q.author == member:
-                self._drop(key, info)
+                self._drop(comm, qid, info)
                 continue
             theirs = [mid for mid, (author, _) in info.answers.items() if author == member]
             for mid in theirs:
                 del info.answers[mid]
-                self._owner.pop((community, mid), None)
+                comm.owner.pop(mid, None)
                 if mid in q.answers:
                     q.answers.remove(mid)
             if theirs:
@@ -403,26 +545,27 @@ class QuestionTracker:
         for rkey, room in self._rooms.items():
             if rkey[0] == community:
                 room.window.forget(member)
-                room.asked.pop(member, None)
+                room.drop_asker(member)
         for key in [k for k, meta in self._cold.items() if k[0] == community and meta.author == member]:
             del self._cold[key]
 
     def evict(self, now: datetime) -> None:
         """Drop questions that are no longer open and idle longer than `linger`, and idle empty rooms."""
-        horizon = now - self._linger
-        for key, info in list(self._info.items()):
-            if info.q.state is not QState.OPEN and info.last < horizon:
-                self._drop(key, info)
+        horizon = micros(now - self._linger)
+        for comm in self._comms.values():
+            for qid, info in list(comm.info.items()):
+                if info.q.state is not QState.OPEN and info.last < horizon:
+                    self._drop(comm, qid, info)
         for rkey, room in list(self._rooms.items()):
             if not room.asked and not room.threads and (room.last is None or room.last < horizon):
                 del self._rooms[rkey]
 
     # ------------------------------------------------------------------------------------------- internals
 
-    def _reattach(self, community: str, seen: Seen) -> None:
+    def _reattach(self, room: _Room, seen: Seen) -> None:
         """A message loaded from storage: give it back its place relative to the question it belongs to."""
-        qid = self._owner.get((community, seen.id))
-        info = self._info.get((community, qid)) if qid is not None else None
+        qid = room.owner.get(seen.id)
+        info = room.info.get(qid) if qid is not None else None
         if info is None:
             return
         seen.question = info.q.id
@@ -439,120 +582,111 @@ class QuestionTracker:
         key = (community, room)
         found = self._rooms.get(key)
         if found is None:
-            found = self._rooms[key] = _Room(community, self._window)
+            comm = self._comms.get(community)
+            if comm is None:
+                comm = self._comms[community] = _Community()
+            found = self._rooms[key] = _Room(community, comm, self._window)
         return found
 
     def _holds(self, community: str, room: _Room | None, id: str) -> bool:
-        key = (community, id)
-        return key in self._owner or key in self._cold or (room is not None and id in room.window)
+        comm = self._comms.get(community)
+        return (
+            (comm is not None and id in comm.owner)
+            or (community, id) in self._cold
+            or (room is not None and id in room.window)
+        )
 
-    def _meta(self, community: str, room: _Room, id: str) -> tuple[str, datetime] | None:
+    def _meta(self, room: _Room, id: str) -> tuple[str, datetime] | None:
         """(author, ts) of a message the tracker holds."""
         seen = room.window.get(id)
         if seen is not None:
             return seen.author, seen.ts
-        meta = self._cold.get((community, id))
+        meta = self._cold.get((room.community, id))
         if meta is not None:
             return meta.author, meta.ts
-        qid = self._owner.get((community, id))
+        qid = room.owner.get(id)
         if qid is not None:
-            info = self._info[(community, qid)]
+            info = room.info[qid]
             if id == qid:
                 return info.q.author, info.q.asked_ts
             if id in info.answers:
                 return info.answers[id]
         return None
 
-    def _addressees(self, room: _Room, m: Message) -> tuple[tuple[str, ...], bool]:
+    def _addressees(self, room: _Room, m: Message, text: Reading) -> tuple[tuple[str, ...], bool]:
         """Whom `m` addresses (mentions and a leading nick), and whether it addresses anyone, known or not."""
-        to = [a for a in m.mentions if a != m.author]
-        token = addressee(m.text)
+        to = [a for a in m.mentions if a != m.author] if m.mentions else []
+        token = text.nick
         if token is not None:
-            who = room.window.resolve(token, lambda low: self._asker_named(room, low))
+            who = room.window.resolve(token, room.asker_named)
             if who is not None and who != m.author and who not in to:
                 to.append(who)
         return tuple(to), bool(to) or token is not None
 
-    @staticmethod
-    def _asker_named(room: _Room, low: str) -> str | None:
-        for author in room.asked:
-            if author.lower() == low:
-                return author
-        return None
+    def _thread_question(self, room: _Room, thread: str) -> _Info | None:
+        qid = room.owner.get(thread) or room.threads.get(thread)
+        return room.info.get(qid) if qid is not None else None
 
-    def _latest_asked(self, room: _Room, author: str, *, before_seq: int | None = None) -> _Info | None:
-        """The author's latest linkable question in the room."""
-        ids = room.asked.get(author)
-        if not ids:
-            return None
-        for qid in reversed(ids):
-            info = self._info.get((room.community, qid))
-            if info is not None and info.q.state in _LINKABLE and (before_seq is None or info.seq < before_seq):
-                return info
-        return None
-
-    def _candidate(self, info: _Info) -> Candidate:
-        q = info.q
-        return Candidate(q.id, q.author, info.seq, q.state is QState.ANSWERED)
-
-    def _thread_question(self, community: str, room: _Room, thread: str) -> _Info | None:
-        qid = self._owner.get((community, thread)) or room.threads.get(thread)
-        return self._info.get((community, qid)) if qid is not None else None
-
-    def _explicit(self, m: Message, room: _Room, seen: Seen, changes: list[Change]) -> bool:
+    def _explicit(self, m: Message, room: _Room, seen: Seen, text: Reading, changes: list[Change]) -> bool:
         """Replies, threads and mentions. True when `m` was placed relative to some question."""
-        c = m.community
         placed = False
         contexts: list[tuple[_Info, str | None, Link]] = []
         if m.reply_to is not None:
-            qid = self._owner.get((c, m.reply_to))
-            info = self._info.get((c, qid)) if qid is not None else None
+            qid = room.owner.get(m.reply_to)
+            info = room.info.get(qid) if qid is not None else None
             if info is not None and info.q.state in _LINKABLE:
                 contexts.append((info, m.reply_to, Link.REPLY))
             elif info is None:
-                placed |= self._reply_to_untracked(m, room, seen, changes)
+                placed |= self._reply_to_untracked(m, room, seen, text, changes)
         if m.thread is not None and m.thread != m.id:
-            info = self._thread_question(c, room, m.thread)
+            info = self._thread_question(room, m.thread)
             if info is not None and info.q.state in _LINKABLE and all(info is not x[0] for x in contexts):
                 contexts.append((info, None, Link.THREAD))
         for info, target, how in contexts:
             placed = True
             q = info.q
             if m.author == q.author:
-                self._asker_speaks(m, room, seen, info, target, changes)
+                self._asker_speaks(m, room, seen, text, info, target, changes)
             elif target is None or target == q.id or target not in info.answers or info.answers[target][0] == m.author:
                 # a reply to the question, to the asker's follow-up, to one's own answer, or in the thread
-                self._add(changes, self._link(info, m.id, m.author, m.ts, how), seen, info)
+                self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, how), seen, info)
         for who in seen.to:
-            placed |= self._addressed(m, room, seen, who, changes)
+            placed |= self._addressed(m, room, seen, text, who, changes)
         return placed
 
-    def _reply_to_untracked(self, m: Message, room: _Room, seen: Seen, changes: list[Change]) -> bool:
+    def _reply_to_untracked(self, m: Message, room: _Room, seen: Seen, text: Reading, changes: list[Change]) -> bool:
         """The asker replying to someone's message after asking: that message answered them."""
-        target = self._meta(m.community, room, m.reply_to or "")
-        info = self._latest_asked(room, m.author)
+        target = self._meta(room, m.reply_to or "")
+        info = room.latest_asked(m.author)
         if target is None or info is None or target[0] == m.author or target[1] < info.q.asked_ts:
             return False
         s = room.window.get(m.reply_to or "")
-        if s is not None and not self._speaks_to(m.community, room, s, m.author):
+        if s is not None and not self._speaks_to(room, s, m.author):
             return False
-        self._credit_turn(m, room, seen, info, target[0], m.reply_to, changes)
+        self._credit_turn(m, room, seen, text, info, target[0], m.reply_to, changes)
         return True
 
-    def _speaks_to(self, community: str, room: _Room, s: Seen, author: str) -> bool:
+    def _speaks_to(self, room: _Room, s: Seen, author: str) -> bool:
         """`s` is said to everyone or to `author` (not addressed or replying to someone else)."""
         if s.addressed and author not in s.to:
             return False
         if s.reply_to is not None:
-            target = self._meta(community, room, s.reply_to)
+            target = self._meta(room, s.reply_to)
             return target is not None and target[0] == author
         return True
 
     def _asker_speaks(
-        self, m: Message, room: _Room, seen: Seen, info: _Info, target: str | None, changes: list[Change]
+        self,
+        m: Message,
+        room: _Room,
+        seen: Seen,
+        text: Reading,
+        info: _Info,
+        target: str | None,
+        changes: list[Change],
     ) -> None:
         """The asker replied in their question's context: a thanks resolves it, anything else follows it up."""
-        if is_thanks(m.text):
+        if text.thanks():
             if target is not None and target in info.answers:
                 credit: tuple[str, ...] = (info.answers[target][0],)
             elif seen.to:
@@ -562,25 +696,25 @@ class QuestionTracker:
             self._add(changes, self._resolve(info, m.author, credit, m.ts), seen, info, Role.FOLLOW)
             if seen.role is not Role.NONE:
                 return
-        self._follow(info, seen)
+        self._follow(room.owner, info, seen)
 
-    def _addressed(self, m: Message, room: _Room, seen: Seen, who: str, changes: list[Change]) -> bool:
+    def _addressed(self, m: Message, room: _Room, seen: Seen, text: Reading, who: str, changes: list[Change]) -> bool:
         """`m` addresses `who`: an answer to `who`'s question, or the asker answering / thanking `who`."""
         placed = False
-        mine = self._latest_asked(room, m.author, before_seq=seen.seq)
-        recent = mine is not None and m.ts - mine.last <= _FOLLOW_UP * 4
+        mine = room.latest_asked(m.author, seen.seq)
+        recent = mine is not None and seen.t - mine.last <= _FOLLOW_UP * 4
         helped_me = recent and mine is not None and any(a == who for a, _ in mine.answers.values())
-        theirs = self._latest_asked(room, who, before_seq=seen.seq)
+        theirs = room.latest_asked(who, seen.seq)
         if (
             theirs is not None
             and theirs.q.author != m.author
             and not helped_me  # talking back to one's own helper is not answering their question
             and (m.thread is None or theirs.q.thread in (None, m.thread))
         ):
-            self._add(changes, self._link(theirs, m.id, m.author, m.ts, Link.MENTION), seen, theirs)
+            self._add(changes, self._link(room.owner, theirs, m.id, m.author, m.ts, Link.MENTION), seen, theirs)
             placed = True
         if recent and mine is not None:
-            placed |= self._credit_turn(m, room, seen, mine, who, None, changes)
+            placed |= self._credit_turn(m, room, seen, text, mine, who, None, changes)
         return placed
 
     def _credit_turn(
@@ -588,6 +722,7 @@ class QuestionTracker:
         m: Message,
         room: _Room,
         seen: Seen,
+        text: Reading,
         info: _Info,
         helper: str,
         target: str | None,
@@ -609,19 +744,19 @@ class QuestionTracker:
                     answer_id = s.id
                     break
         if answer_id is not None:
-            meta = self._meta(m.community, room, answer_id)
+            meta = self._meta(room, answer_id)
             if meta is not None:
                 answer_ts = meta[1]
-                linked = self._link(info, answer_id, helper, answer_ts, Link.TURN)
+                linked = self._link(room.owner, info, answer_id, helper, answer_ts, Link.TURN)
                 if linked is not None:
                     changes.append(linked)
                     s = room.window.get(answer_id)
                     if s is not None and s.role is Role.NONE:
                         s.role, s.question = Role.ANSWER, info.q.id
-        if is_thanks(m.text) and (info.answers or answer_ts is not None):
+        if text.thanks() and (info.answers or answer_ts is not None):
             self._add(changes, self._resolve(info, m.author, (helper,), m.ts), seen, info, Role.FOLLOW)
         elif seen.role is Role.NONE:
-            self._follow(info, seen)
+            self._follow(room.owner, info, seen)
         return True
 
     def _turn_taken(self, m: Message, room: _Room, seen: Seen, mine: _Info, changes: list[Change]) -> None:
@@ -641,60 +776,46 @@ class QuestionTracker:
             or between.reply_to is not None
             or (between.addressed and m.author not in between.to)
             or between.role not in (Role.NONE, Role.QUESTION)
-            or m.ts - between.ts > self._rules.conversation_time
+            or seen.t - between.t > self._rules.conversation_us
         ):
             return
-        linked = self._link(mine, between.id, between.author, between.ts, Link.TURN)
+        linked = self._link(room.owner, mine, between.id, between.author, between.ts, Link.TURN)
         if linked is None:
             return
         changes.append(linked)
         if between.role is Role.QUESTION and between.question is not None:
-            theirs = self._info.get((m.community, between.question))
+            theirs = room.info.get(between.question)
             if theirs is not None:
-                changes.extend(c for c in [self._link(theirs, m.id, m.author, m.ts, Link.TURN)] if c is not None)
+                changes.extend(
+                    c for c in [self._link(room.owner, theirs, m.id, m.author, m.ts, Link.TURN)] if c is not None
+                )
         else:
             between.role, between.question = Role.ANSWER, mine.q.id
 
-    def _implicit(self, m: Message, room: _Room, seen: Seen, asks: bool, changes: list[Change]) -> None:
+    def _implicit(self, m: Message, room: _Room, seen: Seen, text: Reading, asks: bool, changes: list[Change]) -> None:
         """An unaddressed message without reply or thread link: the asker following up, or a positional answer."""
-        mine = self._latest_asked(room, m.author)
-        if mine is not None and m.ts - mine.last <= _FOLLOW_UP and mine.q.thread == m.thread:
+        mine = room.latest_asked(m.author)
+        if mine is not None and seen.t - mine.last <= _FOLLOW_UP and mine.q.thread == m.thread:
             self._turn_taken(m, room, seen, mine, changes)
-            if is_thanks(m.text):
+            if text.thanks():
                 credit = tuple(dict.fromkeys(a for a, _ in mine.answers.values()))
                 self._add(changes, self._resolve(mine, m.author, credit, m.ts), seen, mine, Role.FOLLOW)
-            elif not asks or (mine.q.state is QState.OPEN and m.ts - mine.q.asked_ts <= _REASK):
-                self._follow(mine, seen)
+            elif not asks or (mine.q.state is QState.OPEN and seen.t - mine.asked_t <= _REASK):
+                self._follow(room.owner, mine, seen)
             return
-        c = m.community
-
-        def live(qid: str) -> Candidate | None:
-            info = self._info.get((c, qid))
-            return self._candidate(info) if info is not None and info.q.state in _LINKABLE else None
-
-        def asked_by(author: str) -> Candidate | None:
-            info = self._latest_asked(room, author, before_seq=seen.seq)
-            return self._candidate(info) if info is not None else None
-
-        found = positional_link(
-            room.window,
-            m.author,
-            m.ts,
-            seen.seq,
-            m.thread,
-            live,
-            asked_by,
-            self._rules,
-            first_reply=not seen.help and not is_chatter(m.text) and not (asks and is_personal(m.text)),
-            asks=asks,
-        )
-        if found is not None:
-            info = self._info[(c, found[0].id)]
-            self._add(changes, self._link(info, m.id, m.author, m.ts, found[1]), seen, info)
+        found = conversation_link(room.window, m.author, seen.t, seen.seq, m.thread, room, self._rules)
+        if found is None:
+            q = first_reply_link(room.window, m.author, seen.t, seen.seq, m.thread, room, self._rules, asks=asks)
+            # Chatter and a new help request answer nothing; nor does a question about one's own situation.
+            if q is None or seen.help or text.chatter() or (asks and text.personal()):
+                return
+            found = q, Link.POSITION
+        info = room.info[found[0].id]
+        self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, found[1]), seen, info)
 
     def _own_message(self, room: _Room, m: Message) -> bool:
         """`m` replies to a message by its own author."""
-        target = self._meta(m.community, room, m.reply_to) if m.reply_to is not None else None
+        target = self._meta(room, m.reply_to) if m.reply_to is not None else None
         return target is not None and target[0] == m.author
 
     def _maybe_open(
@@ -709,59 +830,62 @@ class QuestionTracker:
             if m.thread is None:
                 return
             if m.thread != m.id:
-                if self._thread_question(m.community, room, m.thread) is not None:
+                if self._thread_question(room, m.thread) is not None:
                     return
                 root = room.window.get(m.thread)
                 if root is not None and root.role is Role.NONE and root.author != m.author:
                     # The thread grew from a message we saw: that root is the question, `m` its first answer.
-                    changes.append(self._open(m.community, m.room, room, root, thread=m.thread))
-                    info = self._info[(m.community, m.thread)]
-                    self._add(changes, self._link(info, m.id, m.author, m.ts, Link.THREAD), seen, info)
+                    changes.append(self._open(m.room, room, root, thread=m.thread))
+                    info = room.info[m.thread]
+                    self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, Link.THREAD), seen, info)
                     return
                 if self._holds(m.community, room, m.thread):
                     return
-            changes.append(self._open(m.community, m.room, room, seen, thread=m.thread))
+            changes.append(self._open(m.room, room, seen, thread=m.thread))
             return
-        if m.thread is not None and m.thread != m.id and self._thread_question(m.community, room, m.thread) is not None:
+        if m.thread is not None and m.thread != m.id and self._thread_question(room, m.thread) is not None:
             return
         if not asks or (
-            m.reply_to is None and m.thread is None and engaged(room.window, m.author, m.ts, seen.seq, self._rules)
+            m.reply_to is None and m.thread is None and engaged(room.window, m.author, seen.t, seen.seq, self._rules)
         ):
             return
-        mine = self._latest_asked(room, m.author)
+        mine = room.latest_asked(m.author)
         if (
             mine is not None
             and mine.q.state is QState.OPEN
-            and m.ts - mine.q.asked_ts <= _REASK
+            and seen.t - mine.asked_t <= _REASK
             and mine.q.thread == m.thread
         ):
-            self._follow(mine, seen)
+            self._follow(room.owner, mine, seen)
             return
-        changes.append(self._open(m.community, m.room, room, seen, thread=m.thread))
+        changes.append(self._open(m.room, room, seen, thread=m.thread))
 
-    def _open(self, community: str, room_id: str, room: _Room, seen: Seen, *, thread: str | None = None) -> Opened:
-        q = Question(community, seen.id, room_id, seen.author, seen.ts, thread=thread or seen.thread)
-        info = self._info[(community, q.id)] = _Info(q, (community, room_id), seen.seq, seen.ts)
-        self._own(info, q.id)
+    def _open(self, room_id: str, room: _Room, seen: Seen, *, thread: str | None = None) -> Opened:
+        q = Question(room.community, seen.id, room_id, seen.author, seen.ts, thread=thread or seen.thread)
+        info = room.info[q.id] = _Info(q, (room.community, room_id), seen.seq, seen.t)
+        self._own(room.owner, info, q.id)
         seen.role, seen.question = Role.QUESTION, q.id
-        room.asked.setdefault(q.author, []).append(q.id)
+        room.window.note_question(seen)
+        room.add_asked(q.author, q.id)
         if q.thread is not None:
             room.threads[q.thread] = q.id
         return Opened(q)
 
-    def _follow(self, info: _Info, seen: Seen) -> None:
+    def _follow(self, owner: dict[str, str], info: _Info, seen: Seen) -> None:
         seen.role, seen.question = Role.FOLLOW, info.q.id
-        info.last = max(info.last, seen.ts)
+        if seen.t > info.last:
+            info.last = seen.t
         if info.follow_ups < MAX_ANSWERS:
             info.follow_ups += 1
-            self._own(info, seen.id)
+            self._own(owner, info, seen.id)
 
-    def _own(self, info: _Info, id: str) -> None:
-        self._owner[(info.q.community, id)] = info.q.id
+    @staticmethod
+    def _own(owner: dict[str, str], info: _Info, id: str) -> None:
+        owner[id] = info.q.id
         info.owned.append(id)
 
+    @staticmethod
     def _add(
-        self,
         changes: list[Change],
         change: Change | None,
         seen: Seen,
@@ -774,7 +898,9 @@ class QuestionTracker:
         if seen.role is Role.NONE or role is Role.ANSWER:
             seen.role, seen.question = role, info.q.id
 
-    def _link(self, info: _Info, message: str, author: str, ts: datetime, how: Link) -> Linked | None:
+    def _link(
+        self, owner: dict[str, str], info: _Info, message: str, author: str, ts: datetime, how: Link
+    ) -> Linked | None:
         q = info.q
         if (
             author == q.author
@@ -785,7 +911,7 @@ class QuestionTracker:
         ):
             return None
         info.answers[message] = (author, ts)
-        self._own(info, message)
+        self._own(owner, info, message)
         q.answers.append(message)
         if len(q.answers) > 1 and ts < info.answers[q.answers[-2]][1]:
             q.answers.sort(key=lambda a: info.answers[a][1])
@@ -793,8 +919,10 @@ class QuestionTracker:
             q.answered_by, q.first_answer_ts = message, ts
         if q.state is not QState.ANSWERED:
             q.state = QState.ANSWERED
-        info.last = max(info.last, ts)
-        return Linked(q, Answer(q.community, q.id, message, author, ts, how.value))
+        t = micros(ts)
+        if t > info.last:
+            info.last = t
+        return Linked(q, Answer(q.community, q.id, message, author, ts, _HOW[how]))
 
     def _resolve(self, info: _Info, by: str, credit: Iterable[str], ts: datetime) -> Resolved | None:
         q = info.q
@@ -807,7 +935,7 @@ class QuestionTracker:
         if q.resolved_ts is None:
             q.resolved_ts = ts
         q.credited.extend(new)
-        info.last = max(info.last, ts)
+        info.last = max(info.last, micros(ts))
         self._unlist(info)
         return Resolved(q, by, new)
 
@@ -820,26 +948,23 @@ class QuestionTracker:
 
     def _pick(self, community: str, room: str, author: str, question: str | None) -> _Info | None:
         if question is not None:
-            return self._info.get((community, question))
+            comm = self._comms.get(community)
+            return comm.info.get(question) if comm is not None else None
         r = self._rooms.get((community, room))
-        return self._latest_asked(r, author) if r is not None else None
+        return r.latest_asked(author) if r is not None else None
 
     def _unlist(self, info: _Info) -> None:
         """Take a closed question out of its room's linkable lists (its ids stay owned until eviction)."""
         room = self._rooms.get(info.room)
         if room is None:
             return
-        ids = room.asked.get(info.q.author)
-        if ids and info.q.id in ids:
-            ids.remove(info.q.id)
-            if not ids:
-                del room.asked[info.q.author]
+        room.remove_asked(info.q.author, info.q.id)
         if info.q.thread is not None and room.threads.get(info.q.thread) == info.q.id:
             del room.threads[info.q.thread]
 
-    def _drop(self, key: tuple[str, str], info: _Info) -> None:
+    def _drop(self, comm: _Community, qid: str, info: _Info) -> None:
         self._unlist(info)
         for id in info.owned:
-            if self._owner.get((key[0], id)) == info.q.id:
-                del self._owner[(key[0], id)]
-        del self._info[key]
+            if comm.owner.get(id) == info.q.id:
+                del comm.owner[id]
+        del comm.info[qid]

@@ -60,6 +60,7 @@ from bot.model import (
     QState,
     Question,
 )
+from storage import export
 from storage.db import SQLITE_IMMEDIATE, json_dumps
 from storage.models import (
     AnswerRow,
@@ -842,6 +843,22 @@ class SqlQuestionRepo(_Repo):
             },
         )
 
+    async def asked_between(self, community: str, room: str | None, since: datetime, until: datetime
+                            ) -> list[Question]:
+        """Questions asked in [since, until), oldest first, without their answer lists."""
+        await self._tx.flush(frozenset({QUESTIONS.name}))
+        return await export.questions(self._tx._conn, community=community, room=room, since=since, until=until)
+
+    async def first_seen(self, community: str, members: Sequence[str]) -> dict[str, datetime]:
+        """Each member's earliest question asked or help given."""
+        await self._tx.flush(frozenset({QUESTIONS.name, EDGES.name}))
+        return await export.first_seen(self._tx._conn, community, members)
+
+    async def communities(self) -> list[str]:
+        """Every community with stored questions."""
+        await self._tx.flush(frozenset({QUESTIONS.name}))
+        return await export.communities(self._tx._conn)
+
     async def get(self, community: str, id: str) -> Question | None:
         """The question, or None."""
         buffered = self._tx._buffered(QUESTIONS, (community, id))
@@ -928,6 +945,11 @@ class SqlHelpRepo(_Repo):
         read = _EDGES_BETWEEN_SQLITE if self._tx._dialect == "sqlite" else _EDGES_BETWEEN
         rows = await self._tx._fetch(read, community=community, helpers=list(helpers), asker=asker, since=since)
         return [_edge(r) for r in rows]
+
+    async def during(self, community: str, room: str | None, since: datetime, until: datetime) -> list[HelpEdge]:
+        """Help edges in [since, until), in time order."""
+        await self._tx.flush(frozenset({EDGES.name}))
+        return await export.help_edges(self._tx._conn, community=community, room=room, since=since, until=until)
 
     async def in_room(self, community: str, room: str, since: datetime) -> list[HelpEdge]:
         """Edges in the room at or after `since`, in time order."""

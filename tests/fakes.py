@@ -81,6 +81,25 @@ class FakeQuestionRepo:
                 and (room is None or q.room == room) and q.state in (QState.OPEN, QState.STALE)]
         return [copy.deepcopy(q) for q in sorted(rows, key=lambda q: q.asked_ts)[:limit]]
 
+    async def asked_between(self, community: str, room: str | None, since: datetime, until: datetime
+                            ) -> list[Question]:
+        rows = [q for q in self.d.questions.values() if q.community == community
+                and (room is None or q.room == room) and since <= q.asked_ts < until]
+        return [copy.deepcopy(q) for q in sorted(rows, key=lambda q: (q.asked_ts, q.id))]
+
+    async def first_seen(self, community: str, members: Sequence[str]) -> dict[str, datetime]:
+        seen: dict[str, datetime] = {}
+        wanted = set(members)
+        stamps = [(q.author, q.asked_ts) for q in self.d.questions.values() if q.community == community]
+        stamps += [(e.helper, e.ts) for e in self.d.edges if e.community == community]
+        for who, ts in stamps:
+            if who in wanted and (who not in seen or ts < seen[who]):
+                seen[who] = ts
+        return seen
+
+    async def communities(self) -> list[str]:
+        return sorted({q.community for q in self.d.questions.values()})
+
     async def first_answer_delays(self, community: str, room: str, since: datetime) -> list[float]:
         return [(q.first_answer_ts - q.asked_ts).total_seconds() for q in self.d.questions.values()
                 if (q.community, q.room) == (community, room) and q.first_answer_ts and q.asked_ts >= since]
@@ -108,6 +127,10 @@ class FakeHelpRepo:
         hs = set(helpers)
         return [e for e in self.d.edges if e.community == community and e.ts >= since
                 and ((e.helper in hs and e.asker == asker) or (e.helper == asker and e.asker in hs))]
+
+    async def during(self, community: str, room: str | None, since: datetime, until: datetime) -> list[HelpEdge]:
+        return sorted((e for e in self.d.edges if e.community == community and (room is None or e.room == room)
+                       and since <= e.ts < until), key=lambda e: e.ts)
 
     async def in_room(self, community: str, room: str, since: datetime) -> list[HelpEdge]:
         return [e for e in self.d.edges if e.community == community and e.room == room and e.ts >= since]

@@ -188,3 +188,28 @@ async def test_busy_room_waits_longer_than_a_quiet_floor() -> None:
         await bot.wait("1h")
     ladder = bot.engine._ladder("console", "general")
     assert ladder.level1 >= timedelta(minutes=50)
+
+
+async def test_health_command_answers_with_figures_and_no_mentions(bot: TestBot) -> None:
+    await bot.lines(HISTORY + "\n/as dave\n!lien health")
+    reply = bot.sent[-1]
+    assert reply.kind == "command" and reply.mentions == () and "<@" not in reply.text
+    assert any(ch.isdigit() for ch in reply.text)
+
+
+async def test_weekly_digest_posts_in_the_digest_room_and_never_pings() -> None:
+    settings = Settings.model_validate({"digest_room": "digest"})
+    bot = await TestBot(FakeStore(), settings).start()
+    await bot.lines(HISTORY)
+    await ask(bot, "erin", "Where can I find the logs of the scheduler service?")
+    await bot.wait("8d")
+    digests = [a for a in bot.sent if a.kind == "digest"]
+    assert digests, "a weekly digest was posted"
+    assert all(a.room == "digest" and a.mentions == () and "<@" not in a.text for a in digests)
+    assert "<link:general/" in digests[0].text
+
+
+async def test_credit_command_records_consent_to_be_thanked_by_name(bot: TestBot) -> None:
+    await bot.lines("/as bob\n!lien credit on")
+    prefs = await bot.engine.members.get(None, "console", "bob")  # type: ignore[arg-type]
+    assert prefs is not None and prefs.named_thanks

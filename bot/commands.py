@@ -41,9 +41,9 @@ REFUSED: dict[str, tuple[str, str]] = {
     "everyone": ("mass_mention", "mention everyone"),
     "announce": ("mass_mention", "announce to everyone"),
 }
-ADMIN_ONLY = frozenset({"pause", "resume", "config"})
+ADMIN_ONLY = frozenset({"pause", "resume", "config", "pardon", "end-raid"})
 #: Settings changes that make no sense from a private conversation with lien.
-COMMUNITY_SETTINGS = frozenset({"pause", "resume", "config"})
+COMMUNITY_SETTINGS = frozenset({"pause", "resume", "config", "pardon", "end-raid"})
 MAX_ARGS = 20
 MAX_ARG_LEN = 200
 COMMANDS_PER_MINUTE = 5
@@ -82,7 +82,8 @@ class CommandRunner:
             "not-a-question": self._not_a_question, "unanswered": self._unanswered, "helper": self._helper,
             "optout": self._optout, "optin": self._optin, "dms": self._dms, "why": self._why_cmd,
             "mydata": self._mydata, "forget-me": self._forget_me, "pause": self._pause, "resume": self._resume,
-            "config": self._config, "health": self._health, "credit": self._credit,
+            "config": self._config, "health": self._health, "credit": self._credit, "pardon": self._pardon,
+            "end-raid": self._end_raid,
         }
 
     async def run(self, tx: Tx, cmd: Command) -> list[Action]:
@@ -281,6 +282,17 @@ class CommandRunner:
         prefs.named_thanks = cmd.args[0].lower() == "on"
         self.engine.members.save(tx, prefs)
         return [self._reply(cmd, render.text("credit_on" if prefs.named_thanks else "credit_off", lang))]
+
+    async def _pardon(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
+        if not cmd.args:
+            return self._usage(cmd, lang, "pardon @member")
+        member = cmd.args[0].removeprefix("<@").removeprefix("!").removesuffix(">").removeprefix("@")
+        self.engine.guard.pardon(cmd.community, member)
+        return [self._reply(cmd, render.text("ok", lang))]
+
+    async def _end_raid(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
+        return [*self.engine.guard.end_raid(cmd.community, now=self.engine.clock.now()),
+                self._reply(cmd, render.text("ok", lang))]
 
     async def _pause(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
         self.engine.pause(cmd.community)

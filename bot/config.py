@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
+from bot.guard_rules import GuardSettings
+
 #: Hard ceiling on how many people any single action may address, whatever the config says.
 HARD_MAX_RECIPIENTS = 5
 # Upper bounds on durations, so that `now + delay` can never overflow a datetime (a typo must not crash a timer).
@@ -110,6 +112,7 @@ class RoomSettings(_Frozen):
     timezone: str = "UTC"
     questions: QuestionSettings = QuestionSettings()
     nudges: NudgeSettings = NudgeSettings()
+    guard: GuardSettings = GuardSettings()
     #: Room where reports for moderators go (guard, join waves); None -> the room where it happened.
     moderators_room: str | None = None
     digest_room: str | None = None
@@ -123,6 +126,7 @@ class RoomOverride(_Frozen):
     language: Language | None = None
     questions: dict[str, Any] | None = None
     nudges: dict[str, Any] | None = None
+    guard: dict[str, Any] | None = None
     digest_room: str | None = None
 
 
@@ -179,6 +183,7 @@ class Settings(_Frozen):
     digest_room: str | None = None
     questions: QuestionSettings = QuestionSettings()
     nudges: NudgeSettings = NudgeSettings()
+    guard: GuardSettings = GuardSettings()
     communities: dict[str, CommunityOverride] = {}
     #: Adapter sections are validated by their adapters; kept raw here.
     discord: dict[str, Any] | None = None
@@ -209,6 +214,7 @@ class Settings(_Frozen):
             "digest_room": self.digest_room,
             "questions": self.questions.model_dump(),
             "nudges": self.nudges.model_dump(),
+            "guard": self.guard.model_dump(),
         }
         layers: list[RoomOverride] = []
         comm = self.communities.get(community)

@@ -18,6 +18,7 @@ from bot.commands import CommandRunner, parse_command
 from bot.config import Settings
 from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Message, Reaction
 from bot.gate import OutboundGate
+from bot.guards import Guard
 from bot.members import MemberDirectory
 from bot.model import HelpEdge, MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
 from bot.nudges import AnswerTimes, JoinWave, Ladder, PingBudget, RoomHelp, quiet_until, rank_helpers
@@ -59,6 +60,7 @@ class Engine:
         self.gate = OutboundGate(settings.lien.max_recipients)
         self.commands = CommandRunner(self, reload_settings)
         self.members = MemberDirectory()
+        self.guard = Guard(lambda c, r: self.settings.room(c, r), prefix=settings.lien.command_prefix)
         self.budget = PingBudget()
         self.room_help = RoomHelp()
         self.join_wave = JoinWave()
@@ -87,7 +89,9 @@ class Engine:
             live = [q for q in await tx.questions.live(now - LINGER) if self.owns(q.community)]
             self.tracker.remember((), live, ())
             # Once per room, not per question: a busy room may hold thousands of live questions.
-            last_asked = {(q.community, q.room): q.asked_ts for q in live}  # live is in asked order
+            last_asked: dict[tuple[str, str], datetime] = {}
+            for q in live:
+                last_asked[(q.community, q.room)] = max(q.asked_ts, last_asked.get((q.community, q.room), q.asked_ts))
             for (community, room), asked in last_asked.items():
                 metas = await tx.messages.recent(community, room, WINDOW)
                 self.tracker.remember(metas, (), ())
@@ -180,6 +184,8 @@ class Engine:
             case Message():
                 return await self._on_message(tx, event)
             case Command():
+                if event.is_admin:
+                    self.guard.note_moderator(event.community, event.author)
                 return await self.commands.run(tx, event)
             case Reaction():
                 await self._load_refs(tx, event.community, self.tracker.missing_refs(event))
@@ -194,15 +200,18 @@ class Engine:
                 await self._load_refs(tx, event.community, [event.id])
                 return await self._apply(tx, self.tracker.on_delete(event))
             case MemberJoin():
-                return self._on_join(event)
+                return [*self.guard.on_join(event, self.clock.now()), *self._on_join(event)]
             case MemberLeave():
                 return []
         return []
 
     async def _on_message(self, tx: Tx, m: Message) -> list[Action]:
-        lien = self.settings.lien
-        if m.author in lien.self_ids:
+        if m.author in self.settings.lien.self_ids:
             return []
+        return [*self.guard.on_message(m, now=self.clock.now()), *await self._track_message(tx, m)]
+
+    async def _track_message(self, tx: Tx, m: Message) -> list[Action]:
+        lien = self.settings.lien
         prefix = lien.command_prefix
         if not m.is_bot and m.text.startswith(prefix) and m.text[len(prefix) : len(prefix) + 1] in ("", " ", "\t"):
             return await self.commands.run(tx, parse_command(m, prefix))
@@ -339,6 +348,9 @@ class Engine:
             return []
         if n.community in self.paused:
             return []  # stays pending; `resume` re-arms it
+        if self.guard.raid_active(n.community, now):
+            self.scheduler.at(now + timedelta(minutes=5), key)  # frozen during a raid; look again later
+            return []
         rs = self.settings.room(q.community, q.room)
         later = quiet_until(now, rs.timezone, rs.nudges.quiet_hours)
         if later is not None:
@@ -447,6 +459,7 @@ class Engine:
         self.settings = settings
         self.tracker.settings = settings
         self.gate = OutboundGate(settings.lien.max_recipients)
+        self.guard.prefix = settings.lien.command_prefix
         self.answer_times.settings_changed()
 
     def forget(self, community: str, member: str) -> None:
@@ -467,6 +480,7 @@ class Engine:
             del self._last_level1[key]
         self.tracker.forget_member(community, member)
         self.members.forget(community, member)
+        self.guard.forget(community, member)
 
     async def _digests(self, tx: Tx) -> list[Action]:
         """The weekly digest of every community that has a digest room; it never pings."""

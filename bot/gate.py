@@ -17,7 +17,8 @@ from bot.config import HARD_MAX_RECIPIENTS
 log = logging.getLogger(__name__)
 
 # Mass-mention forms across platforms: Discord @everyone/@here and role mentions <@&id>, Matrix @room.
-_MASS = re.compile(r"@(everyone|here|room|channel|all)\b", re.IGNORECASE)
+# Discord matches @everyone/@here even when glued to a word ("@everyone1"), so those two need no word boundary.
+_MASS = re.compile(r"@(everyone|here|(?:room|channel|all)\b)", re.IGNORECASE)
 _ROLE = re.compile(r"<@&\d+>")
 #: lien writes a member mention as <@ID> in neutral text; adapters turn it into the platform's mention.
 _USER = re.compile(r"<@!?([^&>\s][^>\s]*)>")

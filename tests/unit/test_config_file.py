@@ -195,7 +195,7 @@ BAD_CONFIGS = [
         '[communities."1".rooms."2"]\ntimezone = "UTC"\n',
         {},
         'bad.toml:2: communities."1".rooms."2".timezone: unknown key '
-        "(expected one of: language, questions, nudges, digest_room)",
+        "(expected one of: language, questions, nudges, guard, digest_room)",
     ),
     (
         "room_floor_above_inherited_ceiling",

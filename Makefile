@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data/chat-eval
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint unit eval bench clean
+.PHONY: demo test lint unit eval guard-eval bench report-sample clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ unit: $(VENV)/.installed-dev
 eval: $(VENV)/.installed
 	$(BIN)/lien eval --data $(DATA)
 
+guard-eval: $(VENV)/.installed
+	$(BIN)/python -m bench.guard_eval --data $(DATA) --spread
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+
+# A report of real chat (Gitter rooms) for a person to look at: out/report-gitter.html
+report-sample: $(VENV)/.installed
+	mkdir -p out
+	$(BIN)/lien report $(DATA)/gitter/events.jsonl --out out/report-gitter.html
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis lien-demo.db*

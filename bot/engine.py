@@ -35,6 +35,10 @@ LINGER = timedelta(days=3)
 EVICT_EVERY = timedelta(hours=1)
 #: First-answer delays kept per room for adaptive nudge delays.
 _DELAY_SAMPLES = 200
+#: The reconcile pass looks at the nudges due within this window (earliest first, at most RECONCILE_LIMIT): a
+#: lost timer is re-armed before it is due, without reading every pending row (a million take ~20 s).
+RECONCILE_AHEAD = timedelta(hours=1)
+RECONCILE_LIMIT = 10_000
 
 
 class Engine:
@@ -113,14 +117,14 @@ class Engine:
         return []
 
     async def reconcile(self) -> int:
-        """Re-arm any pending nudge whose timer was lost; returns how many were re-armed."""
+        """Re-arm any pending nudge due within `RECONCILE_AHEAD` whose timer was lost; returns how many."""
         # A timer can also be lost inside the scheduler (a job dropped behind the engine's back): ask it, when it
         # can tell, which keys are armed. Keys unknown to the engine are re-armed in any case.
         listing = getattr(self.scheduler, "pending", None)
         armed = listing() if callable(listing) else None
         count = 0
         async with self.store.transaction() as tx:
-            for n in await tx.nudges.pending():
+            for n in await tx.nudges.due(self.clock.now() + RECONCILE_AHEAD, RECONCILE_LIMIT):
                 known = n.key in self._pending and (armed is None or n.key in armed)
                 if known or not self.owns(n.community):
                     continue

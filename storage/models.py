@@ -146,8 +146,9 @@ class HelpEdgeRow(Base):
 
     __table_args__ = (
         Index("ix_help_edges_room_ts", "community", "room", "ts"),
-        Index("ix_help_edges_asker_ts", "community", "asker", "ts"),
-        Index("ix_help_edges_helper_ts", "community", "helper", "ts"),
+        # The other party last: `between` tests it in the index (migration 0002).
+        Index("ix_help_edges_asker_ts_helper", "community", "asker", "ts", "helper"),
+        Index("ix_help_edges_helper_ts_asker", "community", "helper", "ts", "asker"),
     )
 
 

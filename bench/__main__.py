@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from bench import replay
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description="lien benchmarks")
     ap.add_argument("--events", type=int, default=1_000_000, help="events in the replay benchmark")
-    ap.add_argument("--only", choices=["replay", "due", "nudges", "import", "report", "guard"], help="run one benchmark")
+    ap.add_argument("--only", choices=["replay", "due", "nudges", "import", "report", "guard"],
+                    help="run one benchmark")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lien-bench-") as tmp:
         if args.only in (None, "replay"):
@@ -32,7 +34,7 @@ def main() -> None:
             print("== nudge planning for 1,000,000 open questions; helper ranking with 1,000,000 help edges")
             from bench.nudge_bench import main as nudge_main
 
-            nudge_main([])
+            asyncio.run(nudge_main([]))
         if args.only in (None, "guard"):
             print("== guard under load: 20,000 events/s offered for 30 s, through the guard and the engine")
             from bench.guard_load import main as guard_main

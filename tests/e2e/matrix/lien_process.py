@@ -68,7 +68,8 @@ class LienProcess:
     """One `lien run` child process with its config, log and database under `workdir`."""
 
     def __init__(self, workdir: Path, synapse: SynapseServer, user: TestUser, *, rooms: tuple[str, ...] = (),
-                 invite_allow: tuple[str, ...] = (), nudges: Mapping[str, Any] | None = None) -> None:
+                 invite_allow: tuple[str, ...] = (), nudges: Mapping[str, Any] | None = None,
+                 guard: Mapping[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.user = user
         self.db_path = workdir / "lien.db"
@@ -77,6 +78,7 @@ class LienProcess:
         self.config_path.write_text(toml_text({
             "storage": {"path": str(self.db_path)},
             "nudges": {**FAST_NUDGES, **(nudges or {})},
+            **({"guard": dict(guard)} if guard else {}),
             "matrix": {"homeserver": synapse.base_url, "user_id": user.user_id, "access_token_env": TOKEN_ENV,
                        "device_id": user.device_id, "invite_allow": list(invite_allow), "rooms": list(rooms)},
         }))

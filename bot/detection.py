@@ -1,8 +1,9 @@
 """Is this message a question, a help request, a thanks, small talk? Pure, precompiled, English and French.
 
-These run on every message, so they are written for speed: the text is lower-cased once, searched patterns begin
-with literals (which the regex engine scans for quickly) and costly ones sit behind a cheap literal gate. They
-read text and never keep it.
+These run on every message, so they are written for speed: the text is lower-cased and split into words once
+per message (`Reading`, which the tracker holds only while it handles the event), searched patterns begin with
+literals (which the regex engine scans for quickly) and costly ones sit behind a cheap literal gate. The
+`is_*` functions read one text once. Nothing here keeps text.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ _SMALL_TALK = re.compile(
     (?:\s+(?:all|everyone|guys|folks|people|again|tout\ le\ monde|[àa]\ tous))?[\s!.,:;?]*$""",
     re.VERBOSE,
 )
+# "Me too", "same problem here": someone else has the problem, which answers nothing.
+_ME_TOO = re.compile(
+    r"""(?:\+1[\s,.!]*)?(?:
+        me\ (?:too|as\ well) | same\b | (?:i|we)(?:'m|\ am|'re|\ are)?\ (?:also\ )?(?:have|had|got|get|having|seeing
+        |facing|getting)\ (?:the\ )?same\b | having\ the\ same\b | moi\ aussi | pareil | idem
+      | m[êe]me\ (?:probl[èe]me|souci|erreur) | j'ai\ (?:le|la)\ m[êe]me)""",
+    re.VERBOSE,
+)
 _PRONOUN = r"(?:i|you|u|we|they|he|she|one|someone|somebody|anyone|anybody|people|ubuntu|linux)"
 _DETERMINER = r"(?:it|this|that|there|the|my|your|a|an|these|those|any)"
 # Openings that make a question without a question mark (chat users often omit it).
@@ -102,7 +111,8 @@ _OPENING = re.compile(
 # in the text run, so the common case costs a few dictionary lookups.
 _ANYONE = (
     r"(?:does|do|did|has|have|is|can|could|would|will) (?:any|some)(?:one|body)\b"
-    r"|(?:any|some)(?:one|body) (?:know|knows|here know|familiar|have (?:an? )?idea|can help|could help)"
+    r"|(?:any|some)(?:one|body) (?:know|knows|here know|familiar|have (?:an? )?idea|can help|could help"
+    r"|(?:here )?(?:has|have|got) (?:any )?(?:experience|luck|success)|tried|managed|use[sd]? )"
 )
 _WAY = r"is (?:there|it) (?:a|any) (?:way|chance|option|method)\b|is it possible\b|est-ce possible\b"
 _IDEA = r"une (?:petite )?id[ée]e\b|des id[ée]es\b"
@@ -141,12 +151,12 @@ _HELP_BY_WORD: dict[str, re.Pattern[str]] = {
 }
 
 
+_HELP_WORDS = frozenset(_HELP_BY_WORD)
+
+
 def _help_phrase(core: str, words: list[str]) -> bool:
-    for w in words:
-        p = _HELP_BY_WORD.get(w)
-        if p is not None and p.search(core):
-            return True
-    return False
+    hits = _HELP_WORDS.intersection(words)
+    return bool(hits) and any(_HELP_BY_WORD[w].search(core) for w in hits)
 
 
 # "I'm trying to", "we need", "je cherche": a person describing their own problem.
@@ -170,8 +180,10 @@ _TY = re.compile(r"(?:^|[\s,.!(])(?:ty|fixed)(?:$|[\s,.!:;)])")
 
 # Cheap gates: a costly pattern only runs when one of its words is present.
 _PUNCT = '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~«»“”…'
-# Every ASCII character has an entry: `str.translate` pays for an exception on each character a table lacks.
-_PUNCT_TO_SPACE = str.maketrans({**{chr(i): chr(i) for i in range(128)}, **{c: " " for c in _PUNCT}})
+# Every ASCII and Latin character has an entry: `str.translate` pays for an exception on each character its table
+# lacks.
+_PUNCT_TO_SPACE = str.maketrans({**{chr(i): chr(i) for i in range(0x250)}, **{c: " " for c in _PUNCT}})
+_PUNCT_BYTES = bytes(32 if chr(i) in _PUNCT else i for i in range(256))
 _CHATTER_WORDS = 12
 # `_CHATTER` matches a text with letters only if it opens with a greeting or with one of these words.
 _CHATTER_OPENERS = ("hi", "hey", "hello", "helo", "yo", "howdy", "morning", "good", "bonjour", "bonsoir", "salut",
@@ -185,10 +197,11 @@ _CHATTER_FIRST = frozenset(
 )
 #: `_SMALL_TALK` matches at most this many words ("bonne nuit tout le monde").
 _SMALL_TALK_WORDS = 5
+# The author as subject or owner ("I", "my"), not as object: "tell me what you see?" is a question back.
 _SELF_WORDS = frozenset(
     """
-    i i'm im i've ive i'd i'll my me mine myself we we're we've our ours us je j'ai j'aimerais j'essaie j'arrive
-    mon ma mes moi nous notre nos
+    i i'm im i've ive i'd i'll my mine myself we we're we've our ours je j'ai j'aimerais j'essaie j'arrive
+    mon ma mes nous notre nos
     """.split()  # noqa: SIM905
 )
 _NEED_WORDS = frozenset(
@@ -234,6 +247,13 @@ def strip_addressing(text: str) -> str:
     return text[m.end() :] if m is not None else text
 
 
+def _words(s: str) -> list[str]:
+    """The words of `s`: runs of characters between spaces and punctuation."""
+    if s.isascii():  # bytes.translate is a plain table look-up per character
+        return s.encode().translate(_PUNCT_BYTES).decode().split()
+    return s.translate(_PUNCT_TO_SPACE).split()
+
+
 def _strip_tail(s: str) -> str:
     s = s.rstrip()
     if not s or s[-1] in _PLAIN_END or (s[-1] == "." and not s.endswith("..")):
@@ -253,7 +273,12 @@ class Reading:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        m = (_AT_ADDRESS if text[:1] == "@" else _ADDRESS).match(text)
+        if text[:1] == "@":
+            m = _AT_ADDRESS.match(text)
+        elif ":" in text or "," in text:  # "nick:" or "nick,"
+            m = _ADDRESS.match(text)
+        else:
+            m = None
         if m is not None and m.group(1).lower() not in _NOT_NICKS:
             #: The leading `nick:` / `nick,` / `@nick` token, if any (callers check it against known authors).
             self.nick: str | None = m.group(1)
@@ -270,7 +295,7 @@ class Reading:
         if "http" in body or "`" in body or "[<-" in body or "www." in body:
             body = _NOISE.sub(" ", body)
         core = self._core = _strip_tail(body.strip())
-        self._words = core.translate(_PUNCT_TO_SPACE).split()
+        self._words = _words(core)
         return core
 
     def _help_phrase(self, core: str) -> bool:
@@ -292,7 +317,7 @@ class Reading:
         words = self._words
         if len(words) < min_words or (len(words) <= _CHATTER_WORDS and self._chatter(core, words)):
             return False
-        if "?" in core and _QMARK.search(core):
+        if core[-1:] == "?" or ("?" in core and _QMARK.search(core)):
             return True
         return _OPENING.match(core) is not None or self._help_phrase(core)
 
@@ -314,13 +339,15 @@ class Reading:
             return True
         words = self._words
         return len(words) <= _CHATTER_WORDS and (
-            self._chatter(core, words) or (len(words) <= _SMALL_TALK_WORDS and _SMALL_TALK.match(core) is not None)
+            self._chatter(core, words)
+            or (len(words) <= _SMALL_TALK_WORDS and _SMALL_TALK.match(core) is not None)
+            or _ME_TOO.match(core) is not None
         )
 
     def thanks(self) -> bool:
         """See `is_thanks`."""
         low = self.text.lower()
-        if "?" in low or _THANKS_WORDS.isdisjoint(low.translate(_PUNCT_TO_SPACE).split()):
+        if "?" in low or _THANKS_WORDS.isdisjoint(_words(low)):
             return False
         return bool(_THANKS.search(low) or _TY.search(low)) and not _NOT_THANKS.search(low)
 
@@ -344,7 +371,7 @@ def is_personal(text: str) -> bool:
 
 
 def is_chatter(text: str) -> bool:
-    """True for greetings, laughter, emoticons and short acknowledgements: text that answers nothing."""
+    """True for greetings, laughter, emoticons, short acknowledgements and "me too": text that answers nothing."""
     return Reading(text).chatter()
 
 

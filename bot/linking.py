@@ -48,7 +48,8 @@ class Role(StrEnum):
     ANSWER = "answer"
 
 
-_QUESTION = Role.QUESTION
+# Looked up once: on Python 3.11 `Role.X` goes through the enum metaclass's __getattr__ hook (slow).
+_QUESTION, _FOLLOW, _ANSWER = Role.QUESTION, Role.FOLLOW, Role.ANSWER
 
 
 class Link(StrEnum):
@@ -83,6 +84,8 @@ class Seen:
     addressed: bool = False
     #: Asks for help in its own right (a new topic rather than a reply).
     help: bool = False
+    #: Asks something (a question by the detection rules).
+    asks: bool = False
 
 
 class Candidate(Protocol):
@@ -110,6 +113,9 @@ class Questions(Protocol):
         ...
 
 
+_TURN, _CONVERSATION = Link.TURN, Link.CONVERSATION  # looked up once, as above
+
+
 @dataclass(frozen=True, slots=True)
 class LinkRules:
     """Bounds of positional linking, in room messages and time (both must hold)."""
@@ -125,6 +131,7 @@ class LinkRules:
     #: A first reply must come before more than this many other people spoke since the question (0 in rooms
     #: that use replies or threads, where an answer without a reply is the exception); negative: no limit.
     max_between: int = 1
+    #: The time bounds in microseconds, derived from the ones above.
     first_reply_us: int = field(init=False, repr=False, compare=False)
     reply_reach_us: int = field(init=False, repr=False, compare=False)
     conversation_us: int = field(init=False, repr=False, compare=False)
@@ -154,7 +161,7 @@ class RoomWindow:
         self.addressed_to: dict[str, int] = {}
         #: Number of messages pushed so far; a message's `seq` is its position in the room.
         self.seq = 0
-        #: True once the room has shown replies or threads.
+        #: True once the room has shown replies or threads, or is on a platform that has them (set by the tracker).
         self.structured = False
         #: Position of the latest message that came with an earlier time than the one before it (0: none).
         self.inversion = 0
@@ -179,23 +186,29 @@ class RoomWindow:
     def push(self, seen: Seen) -> None:
         """Remember `seen`, forgetting the oldest message beyond `size`."""
         order = self._order
+        items = self._items
+        latest_by = self.latest_by
         if order:
             if seen.t < order[0].t:
                 self.inversion = seen.seq
             if len(order) >= self.size:
                 self._drop(order.pop())
         order.appendleft(seen)
-        self._items[seen.id] = seen
+        items[seen.id] = seen
         author = seen.author
-        last_by = self.latest_by
-        if author not in last_by:
-            self._nicks.setdefault(author.lower(), {})[author] = None
-        last_by[author] = seen
+        if author not in latest_by:
+            low = author.lower()
+            nicks = self._nicks.get(low)
+            if nicks is None:
+                self._nicks[low] = {author: None}
+            else:
+                nicks[author] = None
+        latest_by[author] = seen
         if seen.to:
             addressed = self.addressed_to
             for a in seen.to:
                 addressed[a] = addressed.get(a, 0) + 1
-        if seen.role is Role.QUESTION and seen.seq > self.last_question:
+        if seen.role is _QUESTION and seen.seq > self.last_question:
             self.last_question = seen.seq
 
     def note_question(self, seen: Seen) -> None:
@@ -292,7 +305,7 @@ def conversation_link(
             # Someone who asked something addressed this author: the author now answers them.
             q = questions.asked_by(s.author, seq)
             if q is not None and q.author != author:
-                return q, Link.TURN
+                return q, _TURN
     return None
 
 
@@ -311,19 +324,24 @@ def first_reply_link(
 
     Callers first rule out messages that answer nothing (chatter, a new help request). When the message is
     itself a question (`asks`), this holds only in a quiet room, where nobody but the asker spoke lately: in a
-    busy room it is more likely a new question than a question back.
+    busy room it is more likely a new question than a question back; and never in a room that uses replies or
+    threads (`structured`), where people answer a question by replying to it, not by asking another one, and
+    where a late message is no first reply either.
     """
+    if asks and window.structured:
+        return None
     floor = seq - rules.first_reply_messages
     if window.last_question < floor:
         return None  # no question among the messages in reach
-    since = t - rules.reply_reach_us
+    # Late replies (`silent_reply_time`) only where replies do not exist: elsewhere a late answer replies.
+    since = t - (rules.first_reply_us if window.structured else rules.reply_reach_us)
     between: set[str] = set()
     for s in window.newest_first():
         if s.seq < floor or s.t < since:
             break
         if s.thread != thread or s.author == author:
             continue
-        if s.role is not _QUESTION or s.question is None:
+        if s.question is None or not (s.role is _QUESTION or (s.role is _FOLLOW and s.asks)):
             between.add(s.author)
             continue
         q = questions.live(s.question)
@@ -337,6 +355,8 @@ def first_reply_link(
                 return None
             if asks and not _quiet(window, q.author, author, t, seq, rules):
                 return None
+            if _talking_to_others(window, author, q.author, t, seq, rules):
+                return None
             return q
         between.add(s.author)
     return None
@@ -344,17 +364,43 @@ def first_reply_link(
 
 def _carry_on(own: Seen, author: str, seq: int, questions: Questions) -> tuple[Candidate, Link] | None:
     """The author's own latest message says whom they were talking to."""
-    if own.role is Role.ANSWER and own.question is not None:
+    if own.role is _ANSWER and own.question is not None:
         q = questions.live(own.question)
         if q is not None and q.author != author:
             # The asker may have asked again since: carry on with their latest question.
             latest = questions.asked_by(q.author, seq)
-            return (latest if latest is not None and not latest.answered else q), Link.CONVERSATION
+            return (latest if latest is not None and not latest.answered else q), _CONVERSATION
     for other in own.to:
         q = questions.asked_by(other, seq)
         if q is not None and q.author != author and q.seq < seq:
-            return q, Link.CONVERSATION
+            return q, _CONVERSATION
     return None
+
+
+def _talking_to_others(window: RoomWindow, author: str, asker: str, t: int, seq: int, rules: LinkRules) -> bool:
+    """`author` is in a conversation with someone other than `asker`: their latest message addressed someone
+    else, or someone else addressed them lately."""
+    floor = seq - rules.conversation_messages
+    since = t - rules.conversation_us
+    if author not in window.addressed_to:
+        # Nobody addressed the author: only their latest message can tell, when times did not go back since.
+        own = window.latest_by.get(author)
+        if own is None:
+            return False
+        if window.inversion <= own.seq:
+            return own.seq >= floor and own.t >= since and own.addressed and asker not in own.to
+    own_seen = False
+    for s in window.newest_first():
+        if s.seq < floor or s.t < since:
+            break
+        if s.author == author:
+            if not own_seen:
+                if s.addressed:
+                    return asker not in s.to
+                own_seen = True
+        elif author in s.to and s.author != asker:
+            return True
+    return False
 
 
 def _quiet(window: RoomWindow, asker: str, author: str, t: int, seq: int, rules: LinkRules) -> bool:
@@ -382,7 +428,7 @@ def engaged(window: RoomWindow, author: str, t: int, seq: int, rules: LinkRules)
         if s.seq < floor or s.t < since:
             break
         if s.author == author:
-            if s.addressed or s.reply_to is not None or s.role is Role.ANSWER:
+            if s.addressed or s.reply_to is not None or s.role is _ANSWER:
                 return True
         elif author in s.to:
             return True

@@ -3,15 +3,22 @@
 It reads events in order and says what changed (`Opened`, `Linked`, `Resolved`, `Withdrawn`). It does no I/O,
 has no clock and keeps no text: the engine persists the changes and feeds back what it loads from storage
 (`missing_refs` then `remember`). Memory is bounded: a window of recent messages per room, a small cache of
-loaded messages, and the live questions; closed questions are dropped by `evict` once idle longer than `linger`.
+loaded messages, and the live questions; closed questions are dropped by `evict` once idle longer than `linger`
+(a heap of closed questions, so that eviction does not walk the open ones).
+
+It runs on every message, so the per-message path is kept short: state is held per community (no tuple keys),
+times are compared as integer microseconds (`bot.linking.micros`), each text is read once (`Reading`), and
+look-ups go through indexes (askers by nick, the window's latest message per author) rather than scans.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from heapq import heappop, heappush
+from types import MappingProxyType
 
 from bot.config import QuestionSettings, Settings
 from bot.detection import Reading
@@ -32,6 +39,7 @@ from bot.model import Answer, MessageMeta, QState, Question
 __all__ = [
     "RESOLVING_EMOJI",
     "SOLVING_EMOJI",
+    "STRUCTURED_PLATFORMS",
     "Change",
     "Linked",
     "Opened",
@@ -84,30 +92,55 @@ RESOLVING_EMOJI = SOLVING_EMOJI | frozenset(
 )
 _EMOJI_NOISE = str.maketrans("", "", "\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff:")
 
+# Enum members are looked up once: on Python 3.11 `Role.X` goes through the enum metaclass's __getattr__
+# hook, which costs as much as a function call, and these sit on the per-message path.
+_NONE, _QUESTION, _FOLLOW, _ANSWER = Role.NONE, Role.QUESTION, Role.FOLLOW, Role.ANSWER
+_OPEN, _ANSWERED, _RESOLVED, _STALE, _WITHDRAWN = (
+    QState.OPEN,
+    QState.ANSWERED,
+    QState.RESOLVED,
+    QState.STALE,
+    QState.WITHDRAWN,
+)
+_MENTION = Link.MENTION
+_POSITION = Link.POSITION
+_REACTION = Link.REACTION
+_REPLY = Link.REPLY
+_THREAD = Link.THREAD
+_TURN = Link.TURN
+
+#: Platforms with a reply button and threads: there, an answer without a reply is the exception, so answers
+#: are linked by position only cautiously (see `bot.linking.first_reply_link`).
+STRUCTURED_PLATFORMS = frozenset({"discord", "matrix", "console"})
 #: States in which a question still takes answers (a tuple: membership by identity is the fastest test).
-_LINKABLE = (QState.OPEN, QState.ANSWERED, QState.STALE)
+_LINKABLE = (_OPEN, _ANSWERED, _STALE)
 #: States a withdraw or resolve command may act on.
 _CLOSABLE = _LINKABLE
 #: At most this many answers (and as many follow-ups) are linked to one question, so memory stays bounded.
 MAX_ANSWERS = 50
-#: The asker's unaddressed messages count as follow-ups of their question within this time of its last activity.
-_FOLLOW_UP = timedelta(minutes=30) // timedelta(microseconds=1)
-#: A new question by an asker whose earlier question is still unanswered and this recent is a follow-up of it.
-_REASK = timedelta(minutes=10) // timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+#: The asker's unaddressed messages count as follow-ups of their question within this time of its last activity
+#: (in microseconds, like every time the tracker compares).
+_FOLLOW_UP = timedelta(minutes=30) // _MICRO
+#: A new question by an asker whose earlier question is still unanswered and this recent is a follow-up of it:
+#: people ask again, or in other words, when nobody answered.
+_REASK = timedelta(minutes=30) // _MICRO
 #: A message edited into a question opens one only if the edit comes this soon and the message is this recent.
 _EDIT_WINDOW = timedelta(minutes=15)
 _EDIT_MESSAGES = 10
 #: Messages loaded from storage kept for reply and reaction lookups.
 _COLD_SIZE = 4096
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Every this many `evict` calls, every held question is looked at (not only the closed ones on the heap).
+_FULL_SWEEP = 24
+_NO_ANSWERS: Mapping[str, tuple[str, datetime]] = MappingProxyType({})
 _HOW = {how: how.value for how in Link}
-_MICRO = timedelta(microseconds=1)
 
 
 class _Info:
     """Tracker-side bookkeeping of one question; it is also the question the positional rules see."""
 
-    __slots__ = ("answers", "asked_t", "author", "follow_ups", "id", "last", "owned", "q", "room", "seq")
+    __slots__ = ("answers", "asked_t", "author", "follows", "id", "last", "q", "room", "seq")
 
     def __init__(self, q: Question, room: tuple[str, str], seq: int, last: int) -> None:
         self.q = q
@@ -119,15 +152,34 @@ class _Info:
         self.asked_t = micros(q.asked_ts)
         #: time of the latest activity, in microseconds
         self.last = last
-        self.owned: list[str] = []
-        #: answer message id -> (author, ts)
-        self.answers: dict[str, tuple[str, datetime]] = {}
-        self.follow_ups = 0
+        #: answer message id -> (author, ts); a shared empty mapping until the first answer
+        self.answers: Mapping[str, tuple[str, datetime]] = _NO_ANSWERS
+        #: ids of the asker's follow-ups (at most MAX_ANSWERS), once there is one
+        self.follows: list[str] | None = None
+
+    def own_answer(self, message: str, author: str, ts: datetime) -> None:
+        """Record an answer."""
+        answers = self.answers
+        if not isinstance(answers, dict):
+            answers = self.answers = {}
+        answers[message] = (author, ts)
+
+    def drop_answer(self, message: str) -> None:
+        """Forget an answer (the caller knows it is recorded)."""
+        answers = self.answers
+        assert isinstance(answers, dict)
+        del answers[message]
+
+    def owned(self) -> Iterator[str]:
+        """Ids of the messages that belong to this question: itself, its answers and its follow-ups."""
+        yield self.id
+        yield from self.answers
+        yield from self.follows or ()
 
     @property
     def answered(self) -> bool:
         """The question has an answer and is not resolved yet."""
-        return self.q.state is QState.ANSWERED
+        return self.q.state is _ANSWERED
 
 
 class _Community:
@@ -251,6 +303,9 @@ class QuestionTracker:
         self._linger = linger
         self._rules = rules or LinkRules()
         self._comms: dict[str, _Community] = {}
+        #: (last activity, community, question id) of questions that left the open state, earliest first
+        self._closed: list[tuple[int, str, str]] = []
+        self._evictions = 0
         self._cold: OrderedDict[tuple[str, str], MessageMeta] = OrderedDict()
 
     @property
@@ -277,7 +332,7 @@ class QuestionTracker:
     def open_questions(self) -> Iterator[Question]:
         """Questions still open (not answered, resolved, stale or withdrawn)."""
         infos = [i for comm in self._comms.values() for i in comm.info.values()]
-        return (i.q for i in infos if i.q.state is QState.OPEN)
+        return (i.q for i in infos if i.q.state is _OPEN)
 
     def held(self) -> dict[str, int]:
         """How much the tracker holds in memory, by kind (for monitoring and the memory-bound tests)."""
@@ -332,9 +387,11 @@ class QuestionTracker:
             seq = seen.seq if seen else 0
             last = max([q.asked_ts, *(t for t in (q.first_answer_ts, q.resolved_ts) if t is not None)])
             info = room.info[q.id] = _Info(q, (q.community, q.room), seq, micros(last))
-            self._own(room.owner, info, q.id)
+            room.owner[q.id] = q.id
+            if q.state is not _OPEN:
+                self._closing(info)
             if seen is not None:
-                seen.role, seen.question = Role.QUESTION, q.id
+                seen.role, seen.question = _QUESTION, q.id
                 room.window.note_question(seen)
             if q.state in _LINKABLE:
                 room.add_asked(q.author, q.id)
@@ -345,12 +402,12 @@ class QuestionTracker:
             info = comm.info.get(a.question) if comm is not None else None
             if comm is None or info is None or a.message in info.answers:
                 continue
-            info.answers[a.message] = (a.author, a.ts)
-            self._own(comm.owner, info, a.message)
+            info.own_answer(a.message, a.author, a.ts)
+            comm.owner[a.message] = info.id
             info.last = max(info.last, micros(a.ts))
             seen = self._rooms[info.room].window.get(a.message)
             if seen is not None:
-                seen.role, seen.question = Role.ANSWER, info.q.id
+                seen.role, seen.question = _ANSWER, info.q.id
 
     # ----------------------------------------------------------------------------------------------- events
 
@@ -373,13 +430,13 @@ class QuestionTracker:
         if len(order) > room.seen_cap:
             ids.discard(order.popleft())
         ts = m.ts
-        t = (ts - _EPOCH) // _MICRO
+        t = (ts - _EPOCH) // _MICRO  # micros(ts), inlined
         if room.last is None or t > room.last:
             room.last = t
         win = room.window
         reply_to = m.reply_to
         threaded = m.thread is not None and m.thread != mid
-        if reply_to is not None or threaded:
+        if reply_to is not None or threaded or m.platform in STRUCTURED_PLATFORMS:
             win.structured = True
         text = Reading(m.text)
         # Whom `m` addresses: mentions, and a leading nick that names a recent author or an asker.
@@ -391,7 +448,7 @@ class QuestionTracker:
                 to.append(who)
         addressed = bool(to) or token is not None
         win.seq += 1
-        seen = Seen(mid, author, ts, t, win.seq, reply_to, m.thread, tuple(to), None, Role.NONE, addressed)
+        seen = Seen(mid, author, ts, t, win.seq, reply_to, m.thread, tuple(to), None, _NONE, addressed)
         if not addressed:
             seen.help = text.help()
         qs = room.qs
@@ -407,9 +464,10 @@ class QuestionTracker:
             and (reply_to is None or self._own_message(room, m))
             and text.question(qs.min_words)
         )
+        seen.asks = asks
         if not handled and not addressed and reply_to is None:
             self._implicit(m, room, seen, text, asks, changes)
-        if seen.role is Role.NONE and qs.mode != "off":
+        if seen.role is _NONE and qs.mode != "off":
             self._maybe_open(m, room, seen, asks, qs.mode == "every_thread", changes)
         win.push(seen)
         return changes
@@ -445,12 +503,12 @@ class QuestionTracker:
         if target is None or info is None or target[0] == r.author or target[1] < info.q.asked_ts:
             return []
         changes: list[Change] = []
-        linked = self._link(room.owner, info, r.message, target[0], target[1], Link.REACTION)
+        linked = self._link(room.owner, info, r.message, target[0], target[1], _REACTION)
         if linked is not None:
             changes.append(linked)
             seen = room.window.get(r.message)
             if seen is not None:
-                seen.role, seen.question = Role.ANSWER, info.q.id
+                seen.role, seen.question = _ANSWER, info.q.id
         done = self._resolve(info, r.author, (target[0],), r.ts)
         if done is not None:
             changes.append(done)
@@ -464,7 +522,7 @@ class QuestionTracker:
         seen = room.window.get(e.id)
         if (
             seen is None
-            or seen.role is not Role.NONE
+            or seen.role is not _NONE
             or seen.to
             or seen.reply_to is not None
             or e.ts - seen.ts > _EDIT_WINDOW
@@ -518,9 +576,10 @@ class QuestionTracker:
         """An open question ran past its last nudge: it becomes stale (still takes answers); None otherwise."""
         comm = self._comms.get(community)
         info = comm.info.get(question) if comm is not None else None
-        if info is None or info.q.state is not QState.OPEN:
+        if info is None or info.q.state is not _OPEN:
             return None
-        info.q.state = QState.STALE
+        info.q.state = _STALE
+        self._closing(info)
         return info.q
 
     def forget_member(self, community: str, member: str) -> None:
@@ -533,7 +592,7 @@ class QuestionTracker:
                 continue
             theirs = [mid for mid, (author, _) in info.answers.items() if author == member]
             for mid in theirs:
-                del info.answers[mid]
+                info.drop_answer(mid)
                 comm.owner.pop(mid, None)
                 if mid in q.answers:
                     q.answers.remove(mid)
@@ -552,10 +611,24 @@ class QuestionTracker:
     def evict(self, now: datetime) -> None:
         """Drop questions that are no longer open and idle longer than `linger`, and idle empty rooms."""
         horizon = micros(now - self._linger)
-        for comm in self._comms.values():
-            for qid, info in list(comm.info.items()):
-                if info.q.state is not QState.OPEN and info.last < horizon:
-                    self._drop(comm, qid, info)
+        self._evictions += 1
+        if self._evictions % _FULL_SWEEP == 0:
+            # The heap only learns of closings made through the tracker: now and then, look at every question.
+            for comm in self._comms.values():
+                for qid, info in list(comm.info.items()):
+                    if info.q.state is not _OPEN and info.last < horizon:
+                        self._drop(comm, qid, info)
+        closed = self._closed
+        while closed and closed[0][0] < horizon:
+            _, community, qid = heappop(closed)
+            comm = self._comms.get(community)
+            info = comm.info.get(qid) if comm is not None else None
+            if info is None or info.q.state is _OPEN:
+                continue
+            if info.last >= horizon:
+                heappush(closed, (info.last, community, qid))  # active since it closed: look again later
+                continue
+            self._drop(comm, qid, info)
         for rkey, room in list(self._rooms.items()):
             if not room.asked and not room.threads and (room.last is None or room.last < horizon):
                 del self._rooms[rkey]
@@ -570,10 +643,10 @@ class QuestionTracker:
             return
         seen.question = info.q.id
         if seen.id == info.q.id:
-            seen.role = Role.QUESTION
+            seen.role = _QUESTION
             info.seq = seen.seq
         else:
-            seen.role = Role.ANSWER if seen.id in info.answers else Role.FOLLOW
+            seen.role = _ANSWER if seen.id in info.answers else _FOLLOW
 
     def _ignored(self, author: str, is_bot: bool, text: str) -> bool:
         return is_bot or author in self._ignored_ids or text.lstrip().startswith(self._prefix)
@@ -613,16 +686,6 @@ class QuestionTracker:
                 return info.answers[id]
         return None
 
-    def _addressees(self, room: _Room, m: Message, text: Reading) -> tuple[tuple[str, ...], bool]:
-        """Whom `m` addresses (mentions and a leading nick), and whether it addresses anyone, known or not."""
-        to = [a for a in m.mentions if a != m.author] if m.mentions else []
-        token = text.nick
-        if token is not None:
-            who = room.window.resolve(token, room.asker_named)
-            if who is not None and who != m.author and who not in to:
-                to.append(who)
-        return tuple(to), bool(to) or token is not None
-
     def _thread_question(self, room: _Room, thread: str) -> _Info | None:
         qid = room.owner.get(thread) or room.threads.get(thread)
         return room.info.get(qid) if qid is not None else None
@@ -635,13 +698,13 @@ class QuestionTracker:
             qid = room.owner.get(m.reply_to)
             info = room.info.get(qid) if qid is not None else None
             if info is not None and info.q.state in _LINKABLE:
-                contexts.append((info, m.reply_to, Link.REPLY))
+                contexts.append((info, m.reply_to, _REPLY))
             elif info is None:
                 placed |= self._reply_to_untracked(m, room, seen, text, changes)
         if m.thread is not None and m.thread != m.id:
             info = self._thread_question(room, m.thread)
             if info is not None and info.q.state in _LINKABLE and all(info is not x[0] for x in contexts):
-                contexts.append((info, None, Link.THREAD))
+                contexts.append((info, None, _THREAD))
         for info, target, how in contexts:
             placed = True
             q = info.q
@@ -693,8 +756,8 @@ class QuestionTracker:
                 credit = seen.to
             else:
                 credit = tuple(dict.fromkeys(a for a, _ in info.answers.values()))
-            self._add(changes, self._resolve(info, m.author, credit, m.ts), seen, info, Role.FOLLOW)
-            if seen.role is not Role.NONE:
+            self._add(changes, self._resolve(info, m.author, credit, m.ts), seen, info, _FOLLOW)
+            if seen.role is not _NONE:
                 return
         self._follow(room.owner, info, seen)
 
@@ -711,7 +774,7 @@ class QuestionTracker:
             and not helped_me  # talking back to one's own helper is not answering their question
             and (m.thread is None or theirs.q.thread in (None, m.thread))
         ):
-            self._add(changes, self._link(room.owner, theirs, m.id, m.author, m.ts, Link.MENTION), seen, theirs)
+            self._add(changes, self._link(room.owner, theirs, m.id, m.author, m.ts, _MENTION), seen, theirs)
             placed = True
         if recent and mine is not None:
             placed |= self._credit_turn(m, room, seen, text, mine, who, None, changes)
@@ -736,26 +799,22 @@ class QuestionTracker:
             for s in room.window.newest_first():
                 if s.seq <= info.seq:
                     break
-                if (
-                    s.author == helper
-                    and s.thread == m.thread
-                    and (m.author in s.to or (not s.to and s.role is Role.NONE))
-                ):
+                if s.author == helper and s.thread == m.thread and (m.author in s.to or (not s.to and s.role is _NONE)):
                     answer_id = s.id
                     break
         if answer_id is not None:
             meta = self._meta(room, answer_id)
             if meta is not None:
                 answer_ts = meta[1]
-                linked = self._link(room.owner, info, answer_id, helper, answer_ts, Link.TURN)
+                linked = self._link(room.owner, info, answer_id, helper, answer_ts, _TURN)
                 if linked is not None:
                     changes.append(linked)
                     s = room.window.get(answer_id)
-                    if s is not None and s.role is Role.NONE:
-                        s.role, s.question = Role.ANSWER, info.q.id
+                    if s is not None and s.role is _NONE:
+                        s.role, s.question = _ANSWER, info.q.id
         if text.thanks() and (info.answers or answer_ts is not None):
-            self._add(changes, self._resolve(info, m.author, (helper,), m.ts), seen, info, Role.FOLLOW)
-        elif seen.role is Role.NONE:
+            self._add(changes, self._resolve(info, m.author, (helper,), m.ts), seen, info, _FOLLOW)
+        elif seen.role is _NONE:
             self._follow(room.owner, info, seen)
         return True
 
@@ -775,22 +834,24 @@ class QuestionTracker:
             or between.help
             or between.reply_to is not None
             or (between.addressed and m.author not in between.to)
-            or between.role not in (Role.NONE, Role.QUESTION)
+            or between.role not in (_NONE, _QUESTION)
+            # Where replies exist, a question asked in between is someone else's new question.
+            or (between.role is _QUESTION and room.window.structured)
             or seen.t - between.t > self._rules.conversation_us
         ):
             return
-        linked = self._link(room.owner, mine, between.id, between.author, between.ts, Link.TURN)
+        linked = self._link(room.owner, mine, between.id, between.author, between.ts, _TURN)
         if linked is None:
             return
         changes.append(linked)
-        if between.role is Role.QUESTION and between.question is not None:
+        if between.role is _QUESTION and between.question is not None:
             theirs = room.info.get(between.question)
             if theirs is not None:
                 changes.extend(
-                    c for c in [self._link(room.owner, theirs, m.id, m.author, m.ts, Link.TURN)] if c is not None
+                    c for c in [self._link(room.owner, theirs, m.id, m.author, m.ts, _TURN)] if c is not None
                 )
         else:
-            between.role, between.question = Role.ANSWER, mine.q.id
+            between.role, between.question = _ANSWER, mine.q.id
 
     def _implicit(self, m: Message, room: _Room, seen: Seen, text: Reading, asks: bool, changes: list[Change]) -> None:
         """An unaddressed message without reply or thread link: the asker following up, or a positional answer."""
@@ -799,8 +860,8 @@ class QuestionTracker:
             self._turn_taken(m, room, seen, mine, changes)
             if text.thanks():
                 credit = tuple(dict.fromkeys(a for a, _ in mine.answers.values()))
-                self._add(changes, self._resolve(mine, m.author, credit, m.ts), seen, mine, Role.FOLLOW)
-            elif not asks or (mine.q.state is QState.OPEN and seen.t - mine.asked_t <= _REASK):
+                self._add(changes, self._resolve(mine, m.author, credit, m.ts), seen, mine, _FOLLOW)
+            elif not asks or (mine.q.state is _OPEN and seen.t - mine.asked_t <= _REASK):
                 self._follow(room.owner, mine, seen)
             return
         found = conversation_link(room.window, m.author, seen.t, seen.seq, m.thread, room, self._rules)
@@ -809,7 +870,7 @@ class QuestionTracker:
             # Chatter and a new help request answer nothing; nor does a question about one's own situation.
             if q is None or seen.help or text.chatter() or (asks and text.personal()):
                 return
-            found = q, Link.POSITION
+            found = q, _POSITION
         info = room.info[found[0].id]
         self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, found[1]), seen, info)
 
@@ -833,11 +894,11 @@ class QuestionTracker:
                 if self._thread_question(room, m.thread) is not None:
                     return
                 root = room.window.get(m.thread)
-                if root is not None and root.role is Role.NONE and root.author != m.author:
+                if root is not None and root.role is _NONE and root.author != m.author:
                     # The thread grew from a message we saw: that root is the question, `m` its first answer.
                     changes.append(self._open(m.room, room, root, thread=m.thread))
                     info = room.info[m.thread]
-                    self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, Link.THREAD), seen, info)
+                    self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, _THREAD), seen, info)
                     return
                 if self._holds(m.community, room, m.thread):
                     return
@@ -850,39 +911,36 @@ class QuestionTracker:
         ):
             return
         mine = room.latest_asked(m.author)
-        if (
-            mine is not None
-            and mine.q.state is QState.OPEN
-            and seen.t - mine.asked_t <= _REASK
-            and mine.q.thread == m.thread
-        ):
+        if mine is not None and mine.q.state is _OPEN and seen.t - mine.asked_t <= _REASK and mine.q.thread == m.thread:
             self._follow(room.owner, mine, seen)
             return
         changes.append(self._open(m.room, room, seen, thread=m.thread))
 
     def _open(self, room_id: str, room: _Room, seen: Seen, *, thread: str | None = None) -> Opened:
         q = Question(room.community, seen.id, room_id, seen.author, seen.ts, thread=thread or seen.thread)
-        info = room.info[q.id] = _Info(q, (room.community, room_id), seen.seq, seen.t)
-        self._own(room.owner, info, q.id)
-        seen.role, seen.question = Role.QUESTION, q.id
+        room.info[q.id] = _Info(q, (room.community, room_id), seen.seq, seen.t)
+        room.owner[q.id] = q.id
+        seen.role, seen.question = _QUESTION, q.id
         room.window.note_question(seen)
         room.add_asked(q.author, q.id)
         if q.thread is not None:
             room.threads[q.thread] = q.id
         return Opened(q)
 
+    def _closing(self, info: _Info) -> None:
+        """`info` is leaving the open state: from now on, `evict` may drop it once idle."""
+        heappush(self._closed, (info.last, info.q.community, info.id))
+
     def _follow(self, owner: dict[str, str], info: _Info, seen: Seen) -> None:
-        seen.role, seen.question = Role.FOLLOW, info.q.id
+        seen.role, seen.question = _FOLLOW, info.id
         if seen.t > info.last:
             info.last = seen.t
-        if info.follow_ups < MAX_ANSWERS:
-            info.follow_ups += 1
-            self._own(owner, info, seen.id)
-
-    @staticmethod
-    def _own(owner: dict[str, str], info: _Info, id: str) -> None:
-        owner[id] = info.q.id
-        info.owned.append(id)
+        follows = info.follows
+        if follows is None:
+            follows = info.follows = []
+        if len(follows) < MAX_ANSWERS:
+            follows.append(seen.id)
+            owner[seen.id] = info.id
 
     @staticmethod
     def _add(
@@ -890,12 +948,12 @@ class QuestionTracker:
         change: Change | None,
         seen: Seen,
         info: _Info,
-        role: Role = Role.ANSWER,
+        role: Role = _ANSWER,
     ) -> None:
         if change is None:
             return
         changes.append(change)
-        if seen.role is Role.NONE or role is Role.ANSWER:
+        if seen.role is _NONE or role is _ANSWER:
             seen.role, seen.question = role, info.q.id
 
     def _link(
@@ -910,39 +968,45 @@ class QuestionTracker:
             or len(q.answers) >= MAX_ANSWERS
         ):
             return None
-        info.answers[message] = (author, ts)
-        self._own(owner, info, message)
+        info.own_answer(message, author, ts)
+        owner[message] = info.id
         q.answers.append(message)
         if len(q.answers) > 1 and ts < info.answers[q.answers[-2]][1]:
             q.answers.sort(key=lambda a: info.answers[a][1])
         if q.first_answer_ts is None or ts < q.first_answer_ts:
             q.answered_by, q.first_answer_ts = message, ts
-        if q.state is not QState.ANSWERED:
-            q.state = QState.ANSWERED
         t = micros(ts)
         if t > info.last:
             info.last = t
+        if q.state is not _ANSWERED:
+            if q.state is _OPEN:
+                self._closing(info)
+            q.state = _ANSWERED
         return Linked(q, Answer(q.community, q.id, message, author, ts, _HOW[how]))
 
     def _resolve(self, info: _Info, by: str, credit: Iterable[str], ts: datetime) -> Resolved | None:
         q = info.q
-        if q.state is QState.WITHDRAWN:
+        if q.state is _WITHDRAWN:
             return None
         new = tuple(a for a in dict.fromkeys(credit) if a != q.author and a not in q.credited)
-        if q.state is QState.RESOLVED and not new:
+        if q.state is _RESOLVED and not new:
             return None
-        q.state = QState.RESOLVED
+        info.last = max(info.last, micros(ts))
+        if q.state is _OPEN:
+            self._closing(info)
+        q.state = _RESOLVED
         if q.resolved_ts is None:
             q.resolved_ts = ts
         q.credited.extend(new)
-        info.last = max(info.last, micros(ts))
         self._unlist(info)
         return Resolved(q, by, new)
 
     def _withdraw(self, info: _Info) -> list[Change]:
         if info.q.state not in _CLOSABLE:
             return []
-        info.q.state = QState.WITHDRAWN
+        if info.q.state is _OPEN:
+            self._closing(info)
+        info.q.state = _WITHDRAWN
         self._unlist(info)
         return [Withdrawn(info.q)]
 
@@ -964,7 +1028,8 @@ class QuestionTracker:
 
     def _drop(self, comm: _Community, qid: str, info: _Info) -> None:
         self._unlist(info)
-        for id in info.owned:
-            if comm.owner.get(id) == info.q.id:
-                del comm.owner[id]
+        owner = comm.owner
+        for id in info.owned():
+            if owner.get(id) == qid:
+                del owner[id]
         del comm.info[qid]

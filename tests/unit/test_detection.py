@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from bot.detection import addressee, is_chatter, is_help_request, is_question, is_thanks, strip_addressing
+from bot.detection import (
+    Reading,
+    addressee,
+    is_chatter,
+    is_help_request,
+    is_personal,
+    is_question,
+    is_thanks,
+    strip_addressing,
+)
 
 QUESTIONS = [
     ("qmark", "How do I mount a USB drive on 22.04?"),
@@ -108,6 +117,7 @@ def test_non_thanks_rejected(text: str) -> None:
 
 HELP_REQUESTS = [
     ("anyone", "does anyone know how to import tikiwiki data"),
+    ("anyone-experience", "Anyone have experience setting up Mathoid for several wikis?"),
     ("trying", "I'm trying to publish a crate with a git dependency"),
     ("how-do-you", "how do you upload bulk images?"),
     ("possible", "is it possible to overload the call operator"),
@@ -140,11 +150,31 @@ def test_replies_are_not_help_requests(text: str) -> None:
         ("bergman, hi", True),
         ("good night all", True),
         (":)", True),
+        ("same problem here", True),
+        ("me too :(", True),
+        ("I'm having the same issue since 1.2", True),
+        ("moi aussi", True),
         ("ctrl+alt+f1", False),
         ("file-roller", False),
         ("yes", False),
+        ("use the same key for both", False),
     ],
-    ids=["hi", "lol", "hehe", "addressed-hi", "good-night", "smiley", "key-combo", "one-word-answer", "yes"],
+    ids=[
+        "hi",
+        "lol",
+        "hehe",
+        "addressed-hi",
+        "good-night",
+        "smiley",
+        "same-here",
+        "me-too",
+        "same-issue",
+        "fr-moi-aussi",
+        "key-combo",
+        "one-word-answer",
+        "yes",
+        "same-in-an-answer",
+    ],
 )
 def test_chatter(text: str, chatter: bool) -> None:
     assert is_chatter(text) is chatter
@@ -166,3 +196,36 @@ def test_chatter(text: str, chatter: bool) -> None:
 def test_addressing(text: str, nick: str | None, rest: str) -> None:
     assert addressee(text) == nick
     assert strip_addressing(text) == rest
+
+
+@pytest.mark.parametrize(
+    ("text", "personal"),
+    [
+        ("how do I mount it?", True),
+        ("my drive will not mount", True),
+        ("est-ce que je dois redémarrer ?", True),
+        ("can you show me the output of lsblk?", False),
+        ("tell me which version you run", False),
+        ("which filesystem is on it?", False),
+    ],
+    ids=["i", "my", "fr-je", "show-me", "tell-me", "none"],
+)
+def test_personal_is_about_the_author_as_subject_or_owner(text: str, personal: bool) -> None:
+    assert is_personal(text) is personal
+
+
+@pytest.mark.parametrize(
+    "text",
+    [t for _, t in QUESTIONS + NOT_QUESTIONS + THANKS + NOT_THANKS + HELP_REQUESTS + REPLIES]
+    + ["bob: thanks, that worked!", "@alice have you tried a reboot", "Error: disk full"],
+)
+def test_one_reading_answers_every_test_like_the_functions(text: str) -> None:
+    r = Reading(text)
+    assert (r.nick, r.question(), r.help(), r.personal(), r.chatter(), r.thanks()) == (
+        addressee(text),
+        is_question(text),
+        is_help_request(text),
+        is_personal(text),
+        is_chatter(text),
+        is_thanks(text),
+    )

@@ -235,7 +235,7 @@ class Guard:
         if raid is not None:
             raid.last = t
             return actions
-        why = _text("why_join_wave", view.language, n=r.join_wave_joins, minutes=_num(r.join_wave_minutes))
+        why = render.text("why_join_wave", view.language, n=r.join_wave_joins, minutes=_num(r.join_wave_minutes))
         return [*actions, self._start_raid(view, j.community, None, t, now, why)]
 
     # -- admin ---------------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ class Guard:
         if self._raids.pop(community, None) is None:
             return []
         view = self._settings_for(community, None)
-        return [self._raid_report(view, community, None, now, "raid_end", _text("end_admin", view.language))]
+        return [self._raid_report(view, community, None, now, "raid_end", render.text("end_admin", view.language))]
 
     def raid_active(self, community: str, now: datetime | None = None) -> bool:
         """True while the community is in raid mode (nudges stay frozen); with `now`, a raid past its quiet
@@ -314,12 +314,12 @@ class Guard:
         if enforce:
             if step == "warn":
                 actions.append(Reply(room=m.room, thread=m.thread, reply_to=m.id,
-                                     text=_text("warn_" + primary, lang), **base))
+                                     text=render.text("warn_" + primary, lang), **base))
             else:
                 actions += [DeleteMessage(room=room, reply_to=mid, **base) for room, mid in targets[:_MAX_DELETES]]
             if step == "timeout":
                 actions.append(Timeout(room=m.room, to=m.author, **base,
-                                       text=_text("timeout_note", lang, minutes=_num(esc.timeout_minutes))))
+                                       text=render.text("timeout_note", lang, minutes=_num(esc.timeout_minutes))))
         log.info("guard %s %s in %s: %s, strike %d -> %s", gs.mode, m.author, m.community,
                  ",".join(h.rule for h in hits), n, step)
         who = render.safe(m.author_name or m.author, 80)
@@ -329,13 +329,13 @@ class Guard:
                            for room, mid in targets[:_MAX_QUOTED])
         if len(targets) > _MAX_QUOTED:
             quoted += f", +{len(targets) - _MAX_QUOTED}"
-        step_text = _text("step_" + step, lang, minutes=_num(esc.timeout_minutes))
-        outcome = (_text("did", lang, step=step_text, n=n) if enforce
-                   else _text("would", lang, step=step_text, n=n))
-        text = _text("report", lang, who=who, what="; ".join(_describe(h, lang) for h in hits),
+        step_text = render.text("step_" + step, lang, minutes=_num(esc.timeout_minutes))
+        outcome = (render.text("did", lang, step=step_text, n=n) if enforce
+                   else render.text("would", lang, step=step_text, n=n))
+        text = render.text("report", lang, who=who, what="; ".join(_describe(h, lang) for h in hits),
                      messages=quoted or "-", outcome=outcome)
         if strict:
-            text += " " + _text("strict_note", lang)
+            text += " " + render.text("strict_note", lang)
         actions.append(Report(room=view.moderators_room or m.room, reply_to=m.id, text=text, **base))
         return actions
 
@@ -357,7 +357,7 @@ class Guard:
         members = {who for _, who in q}
         if len(members) < r.hit_members:
             return []
-        why = _text("why_hits", view.language, n=len(members), minutes=_num(r.hit_minutes))
+        why = render.text("why_hits", view.language, n=len(members), minutes=_num(r.hit_minutes))
         return [self._start_raid(view, community, room, t, now, why)]
 
     # -- raid mode -----------------------------------------------------------------------------------------------
@@ -373,7 +373,7 @@ class Guard:
         self.stats["raid"] += 1
         r = view.guard.raid
         log.warning("raid mode on in %s: %s", community, why)
-        text = _text("raid_start", view.language, why=why, recent=_num(r.recent_join_minutes),
+        text = render.text("raid_start", view.language, why=why, recent=_num(r.recent_join_minutes),
                      quiet=_num(r.quiet_minutes), prefix=self.prefix)
         return self._raid_report(view, community, room, now, "raid", text)
 
@@ -387,7 +387,7 @@ class Guard:
             return []
         del self._raids[community]
         log.warning("raid mode over in %s after %s quiet minutes", community, _num(quiet))
-        text = _text("end_quiet", view.language, quiet=_num(quiet))
+        text = render.text("end_quiet", view.language, quiet=_num(quiet))
         return [self._raid_report(view, community, raid.room, now, "raid_end", text)]
 
     def _raid_report(self, view: RoomView, community: str, room: str | None, now: datetime, reason: str,
@@ -462,80 +462,6 @@ def _num(x: float) -> str:
 
 def _describe(h: Hit, lang: str) -> str:
     key = f"hit_{h.rule}" + (f"_{h.form}" if h.form else "")
-    return _text(key, lang, count=h.count, limit=h.limit, seconds=_num(h.seconds))
+    return render.text(key, lang, count=h.count, limit=h.limit, seconds=_num(h.seconds))
 
 
-def _text(key: str, lang: str, **values: object) -> str:
-    forms = _TEXTS[key]
-    return forms.get(lang, forms["en"]).format(**values)
-
-
-# Guard texts, English and French (kept beside the guard until bot.render takes them in).
-_TEXTS: dict[str, dict[str, str]] = {
-    "warn_flood": {
-        "en": "Please slow down a little: many messages in a few seconds make the room hard to follow.",
-        "fr": "Doucement, s'il vous plaît : beaucoup de messages en quelques secondes rendent le salon difficile à "
-              "suivre.",
-    },
-    "warn_duplicate": {
-        "en": "Please post a message once: repeating it does not bring answers faster.",
-        "fr": "Merci de ne publier un message qu'une fois : le répéter n'apporte pas de réponse plus vite.",
-    },
-    "warn_mass_mention": {
-        "en": "Please don't ping groups or many people at once; ask here and those who can help will answer.",
-        "fr": "Merci de ne pas mentionner des groupes ou beaucoup de personnes à la fois ; demandez ici et ceux qui "
-              "peuvent aider répondront.",
-    },
-    "warn_invite_link": {
-        "en": "Welcome! New members can't share invite links in their first minutes here; a moderator can help "
-              "if it matters.",
-        "fr": "Bienvenue ! Les nouveaux membres ne peuvent pas partager de liens d'invitation dans leurs premières "
-              "minutes ici ; un modérateur peut aider si c'est important.",
-    },
-    "warn_link_burst": {
-        "en": "That's a lot of links at once; please share a few, with a word on why they matter.",
-        "fr": "Cela fait beaucoup de liens d'un coup ; partagez-en quelques-uns, en disant pourquoi ils comptent.",
-    },
-    "timeout_note": {"en": "Timed out for {minutes} minutes.", "fr": "Exclusion temporaire de {minutes} minutes."},
-    "hit_flood": {"en": "sent {count} messages in {seconds} s (limit {limit})",
-                  "fr": "a envoyé {count} messages en {seconds} s (limite {limit})"},
-    "hit_duplicate": {"en": "sent the same message {count} times in {seconds} s (limit {limit})",
-                      "fr": "a envoyé le même message {count} fois en {seconds} s (limite {limit})"},
-    "hit_mass_mention_group": {"en": "pinged a whole group (everyone, here, room or a role)",
-                               "fr": "a mentionné tout un groupe (everyone, here, room ou un rôle)"},
-    "hit_mass_mention_message": {"en": "mentioned {count} people in one message (limit {limit})",
-                                 "fr": "a mentionné {count} personnes dans un message (limite {limit})"},
-    "hit_mass_mention_window": {"en": "mentioned {count} people in {seconds} s (limit {limit})",
-                                "fr": "a mentionné {count} personnes en {seconds} s (limite {limit})"},
-    "hit_invite_link": {"en": "posted an invite link soon after joining",
-                        "fr": "a posté un lien d'invitation peu après son arrivée"},
-    "hit_link_burst": {"en": "posted {count} links in {seconds} s (limit {limit})",
-                       "fr": "a posté {count} liens en {seconds} s (limite {limit})"},
-    "step_warn": {"en": "warn them", "fr": "l'avertir"},
-    "step_delete": {"en": "delete those messages", "fr": "supprimer ces messages"},
-    "step_timeout": {"en": "delete those messages and time them out for {minutes} minutes",
-                     "fr": "supprimer ces messages et l'exclure {minutes} minutes"},
-    "would": {"en": "Observe mode: lien would {step} (strike {n}) but takes no action.",
-              "fr": "Mode observation : lien devrait {step} (avertissement n° {n}) mais ne fait rien."},
-    "did": {"en": "lien chose to {step} (strike {n}).", "fr": "lien a choisi de {step} (avertissement n° {n})."},
-    "report": {"en": "Guard: {who} {what}. Messages: {messages}. {outcome}",
-               "fr": "Garde : {who} {what}. Messages : {messages}. {outcome}"},
-    "strict_note": {"en": "(Raid mode: stricter limits for members who joined recently.)",
-                    "fr": "(Mode raid : limites plus strictes pour les membres arrivés récemment.)"},
-    "why_join_wave": {"en": "{n} members joined within {minutes} minutes",
-                      "fr": "{n} membres sont arrivés en {minutes} minutes"},
-    "why_hits": {"en": "{n} members tripped the guard within {minutes} minutes",
-                 "fr": "{n} membres ont déclenché la garde en {minutes} minutes"},
-    "raid_start": {
-        "en": "Raid mode is on: {why}. Members who joined in the last {recent} minutes get stricter limits and "
-              "nudges are frozen. It ends after {quiet} quiet minutes, or when an admin says `{prefix} end-raid`. "
-              "`{prefix} pardon MEMBER` clears a member's strikes.",
-        "fr": "Mode raid activé : {why}. Les membres arrivés depuis moins de {recent} minutes ont des limites plus "
-              "strictes et les relances sont gelées. Il prend fin après {quiet} minutes calmes, ou quand un admin "
-              "dit `{prefix} end-raid`. `{prefix} pardon MEMBRE` efface les avertissements d'un membre.",
-    },
-    "end_quiet": {"en": "Raid mode is over after {quiet} quiet minutes: normal limits again, nudges resume.",
-                  "fr": "Fin du mode raid après {quiet} minutes calmes : limites normales, les relances reprennent."},
-    "end_admin": {"en": "Raid mode ended by an admin: normal limits again, nudges resume.",
-                  "fr": "Mode raid arrêté par un admin : limites normales, les relances reprennent."},
-}

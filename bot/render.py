@@ -124,6 +124,73 @@ _TEXTS: dict[str, dict[str, str]] = {
     "internal_error": {"en": "Something went wrong on my side; the admins can find details in lien's log.",
                        "fr": "Un problème est survenu de mon côté ; les admins trouveront les détails dans le "
                              "journal de lien."},
+    # -- the guard's reports and warnings --
+    "warn_flood": {
+        "en": "Please slow down a little: many messages in a few seconds make the room hard to follow.",
+        "fr": "Doucement, s'il vous plaît : beaucoup de messages en quelques secondes rendent le salon difficile à "
+              "suivre.",
+    },
+    "warn_duplicate": {
+        "en": "Please post a message once: repeating it does not bring answers faster.",
+        "fr": "Merci de ne publier un message qu'une fois : le répéter n'apporte pas de réponse plus vite.",
+    },
+    "warn_mass_mention": {
+        "en": "Please don't ping groups or many people at once; ask here and those who can help will answer.",
+        "fr": "Merci de ne pas mentionner des groupes ou beaucoup de personnes à la fois ; demandez ici et ceux qui "
+              "peuvent aider répondront.",
+    },
+    "warn_invite_link": {
+        "en": "Welcome! New members can't share invite links in their first minutes here; a moderator can help "
+              "if it matters.",
+        "fr": "Bienvenue ! Les nouveaux membres ne peuvent pas partager de liens d'invitation dans leurs premières "
+              "minutes ici ; un modérateur peut aider si c'est important.",
+    },
+    "warn_link_burst": {
+        "en": "That's a lot of links at once; please share a few, with a word on why they matter.",
+        "fr": "Cela fait beaucoup de liens d'un coup ; partagez-en quelques-uns, en disant pourquoi ils comptent.",
+    },
+    "timeout_note": {"en": "Timed out for {minutes} minutes.", "fr": "Exclusion temporaire de {minutes} minutes."},
+    "hit_flood": {"en": "sent {count} messages in {seconds} s (limit {limit})",
+                  "fr": "a envoyé {count} messages en {seconds} s (limite {limit})"},
+    "hit_duplicate": {"en": "sent the same message {count} times in {seconds} s (limit {limit})",
+                      "fr": "a envoyé le même message {count} fois en {seconds} s (limite {limit})"},
+    "hit_mass_mention_group": {"en": "pinged a whole group (everyone, here, room or a role)",
+                               "fr": "a mentionné tout un groupe (everyone, here, room ou un rôle)"},
+    "hit_mass_mention_message": {"en": "mentioned {count} people in one message (limit {limit})",
+                                 "fr": "a mentionné {count} personnes dans un message (limite {limit})"},
+    "hit_mass_mention_window": {"en": "mentioned {count} people in {seconds} s (limit {limit})",
+                                "fr": "a mentionné {count} personnes en {seconds} s (limite {limit})"},
+    "hit_invite_link": {"en": "posted an invite link soon after joining",
+                        "fr": "a posté un lien d'invitation peu après son arrivée"},
+    "hit_link_burst": {"en": "posted {count} links in {seconds} s (limit {limit})",
+                       "fr": "a posté {count} liens en {seconds} s (limite {limit})"},
+    "step_warn": {"en": "warn them", "fr": "l'avertir"},
+    "step_delete": {"en": "delete those messages", "fr": "supprimer ces messages"},
+    "step_timeout": {"en": "delete those messages and time them out for {minutes} minutes",
+                     "fr": "supprimer ces messages et l'exclure {minutes} minutes"},
+    "would": {"en": "Observe mode: lien would {step} (strike {n}) but takes no action.",
+              "fr": "Mode observation : lien devrait {step} (avertissement n° {n}) mais ne fait rien."},
+    "did": {"en": "lien chose to {step} (strike {n}).", "fr": "lien a choisi de {step} (avertissement n° {n})."},
+    "report": {"en": "Guard: {who} {what}. Messages: {messages}. {outcome}",
+               "fr": "Garde : {who} {what}. Messages : {messages}. {outcome}"},
+    "strict_note": {"en": "(Raid mode: stricter limits for members who joined recently.)",
+                    "fr": "(Mode raid : limites plus strictes pour les membres arrivés récemment.)"},
+    "why_join_wave": {"en": "{n} members joined within {minutes} minutes",
+                      "fr": "{n} membres sont arrivés en {minutes} minutes"},
+    "why_hits": {"en": "{n} members tripped the guard within {minutes} minutes",
+                 "fr": "{n} membres ont déclenché la garde en {minutes} minutes"},
+    "raid_start": {
+        "en": "Raid mode is on: {why}. Members who joined in the last {recent} minutes get stricter limits and "
+              "nudges are frozen. It ends after {quiet} quiet minutes, or when an admin says `{prefix} end-raid`. "
+              "`{prefix} pardon MEMBER` clears a member's strikes.",
+        "fr": "Mode raid activé : {why}. Les membres arrivés depuis moins de {recent} minutes ont des limites plus "
+              "strictes et les relances sont gelées. Il prend fin après {quiet} minutes calmes, ou quand un admin "
+              "dit `{prefix} end-raid`. `{prefix} pardon MEMBRE` efface les avertissements d'un membre.",
+    },
+    "end_quiet": {"en": "Raid mode is over after {quiet} quiet minutes: normal limits again, nudges resume.",
+                  "fr": "Fin du mode raid après {quiet} minutes calmes : limites normales, les relances reprennent."},
+    "end_admin": {"en": "Raid mode ended by an admin: normal limits again, nudges resume.",
+                  "fr": "Mode raid arrêté par un admin : limites normales, les relances reprennent."},
 }
 
 

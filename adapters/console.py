@@ -281,7 +281,11 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
     scheduler = VirtualScheduler()
     engine = Engine(settings, store, clock, scheduler)
     await engine.start()
-    run_id = clock.now().strftime("%Y%m%d%H%M%S")
+    # Message ids must never repeat across runs on one database (two runs can start within the same second).
+    async with store.transaction() as tx:
+        run = int(await tx.kv.get("demo.runs") or 0) + 1
+        tx.kv.set("demo.runs", str(run))
+    run_id = f"run{run}"
     adapter = ConsoleAdapter(clock=clock, out=out, run_id=run_id, prefix=settings.lien.command_prefix)
     driver = Driver(engine, scheduler, clock, adapter)
     await adapter.start(lambda e: driver.line(""))  # events are fed by the driver itself

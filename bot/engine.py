@@ -91,7 +91,9 @@ class Engine:
         now = self.clock.now()
         async with self.store.transaction() as tx:
             live = [q for q in await tx.questions.live(now - LINGER) if self.owns(q.community)]
-            self.tracker.remember((), live, ())
+            # An answered question needs its answers' authors and times: a later answer or thanks refers to them.
+            answers = [a for q in live if q.answers for a in await tx.answers.for_question(q.community, q.id)]
+            self.tracker.remember((), live, answers)
             # Once per room, not per question: a busy room may hold thousands of live questions.
             last_asked: dict[tuple[str, str], datetime] = {}
             for q in live:

@@ -94,6 +94,10 @@ class AnswerRepo(Protocol):
         """Links in which `message` is the answer."""
         ...
 
+    async def for_question(self, community: str, question: str) -> list[Answer]:
+        """The answers linked to `question`, in time order."""
+        ...
+
 
 class HelpRepo(Protocol):
     def add(self, edge: HelpEdge) -> None: ...

@@ -741,6 +741,12 @@ _ANSWERS_FOR_MESSAGE = _Read(
     .order_by(ANSWERS.c.ts, ANSWERS.c.question),
     ANSWERS,
 )
+_ANSWERS_FOR_QUESTION = _Read(
+    select(ANSWERS)
+    .where(ANSWERS.c.community == _p("c"), ANSWERS.c.question == _p("question"))
+    .order_by(ANSWERS.c.ts, ANSWERS.c.message),
+    ANSWERS,
+)
 # SQLite gets the helpers as one JSON list parameter (a prepared statement cannot take a list of any length).
 _EDGES_BETWEEN_SQLITE = _Read(_edges_between(lambda col: col.in_(_json_list("helpers"))), EDGES)
 _EDGES_BETWEEN = _Read(_edges_between(lambda col: col.in_(bindparam("helpers", expanding=True))), EDGES)
@@ -917,6 +923,10 @@ class SqlAnswerRepo(_Repo):
     async def for_message(self, community: str, message: str) -> list[Answer]:
         """Links in which `message` is the answer, in time order."""
         return [_answer(r) for r in await self._tx._fetch(_ANSWERS_FOR_MESSAGE, c=community, message=message)]
+
+    async def for_question(self, community: str, question: str) -> list[Answer]:
+        """The answers linked to `question`, in time order."""
+        return [_answer(r) for r in await self._tx._fetch(_ANSWERS_FOR_QUESTION, c=community, question=question)]
 
 
 class SqlHelpRepo(_Repo):

@@ -115,6 +115,10 @@ class FakeAnswerRepo:
     async def for_message(self, community: str, message: str) -> list[Answer]:
         return [a for a in self.d.answers.values() if a.community == community and a.message == message]
 
+    async def for_question(self, community: str, question: str) -> list[Answer]:
+        return sorted((a for a in self.d.answers.values() if a.community == community and a.question == question),
+                      key=lambda a: a.ts)
+
 
 class FakeHelpRepo:
     def __init__(self, d: _Data) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 
 def demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,3 +48,25 @@ def test_a_bad_script_line_exits_2_with_its_line(tmp_path: Path) -> None:
     done = demo(tmp_path, "--script", str(script))
     assert done.returncode == 2
     assert "s.txt:2" in done.stdout
+
+
+async def test_two_runs_started_in_the_same_second_do_not_share_message_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run's messages are new messages, not the first run's seen again (this crashed once)."""
+    from adapters.console import run_demo
+    from bot import clock
+    from bot.config import Settings
+    from bot.main import _sqlite_url, open_store
+
+    frozen = datetime(2026, 11, 27, 13, 8, 24, tzinfo=UTC)
+    monkeypatch.setattr(clock.SystemClock, "now", lambda self: frozen)
+    settings = Settings.model_validate({"nudges": {"quiet_hours": {"enabled": False}}})
+    outs = []
+    for _ in range(2):
+        out = io.StringIO()
+        async with open_store(_sqlite_url(tmp_path / "demo.db")) as store:
+            assert await run_demo(settings, store, script=None, speed=600, interactive=False, out=out) == 0
+        outs.append(out.getvalue())
+    assert "Earlier runs left 1 open question" in outs[1]
+    assert "nudge L1" in outs[1] and "alice helped you before" in outs[1]

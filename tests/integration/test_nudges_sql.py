@@ -263,3 +263,36 @@ async def test_replay_after_a_restart_does_not_nudge_twice(sql_store: SqlStore, 
     assert len(nudges) == len(set(nudges))
     # q4 (carol, never answered) climbs the whole ladder; nothing else is nudged.
     assert sorted(nudges) == [("q4", 1), ("q4", 2), ("q4", 3)]
+
+
+async def test_after_a_restart_an_answered_question_takes_a_second_answer_and_the_askers_thanks(
+    sql_store: SqlStore, tmp_path: Path
+) -> None:
+    """A restart reloads live questions with their answers: a later answer, then the asker's ✅ on the first
+    answer, link and credit the right people (this crashed when answers were not reloaded)."""
+    settings = Settings.model_validate({"nudges": {"quiet_hours": {"enabled": False}}})
+    bot = await TestBot(sql_store, settings).start()
+    await bot.lines(f"""
+/as {CAROL}
+How do I make the CI run only on the main branch?
+/wait 3m
+/as {ALICE}
+/reply m1 Add a branches filter under on push in the workflow file.
+""")
+    again = TestBot(sql_store, settings, start=bot.clock.now())
+    again.adapter.run_id = "t2"
+    for known in ("_ids", "_labels", "_rooms", "_threads"):
+        getattr(again.adapter, known).update(getattr(bot.adapter, known))
+    again.adapter._count = bot.adapter._count
+    await again.start()
+    await again.lines(f"""
+/as {BOB}
+/reply m1 Or use a rules block with a branch condition.
+/as {CAROL}
+/react m2 ✅
+""")
+    with contextlib.closing(sqlite3.connect(tmp_path / "lien.db")) as db:
+        answers = db.execute("SELECT message, author FROM answers ORDER BY ts").fetchall()
+        state, credited = db.execute("SELECT state, credited FROM questions WHERE id = ?", (bot.id("m1"),)).fetchone()
+    assert answers == [(bot.id("m2"), ALICE), (again.id("m3"), BOB)]
+    assert state == "resolved" and ALICE in credited and BOB not in credited

@@ -148,15 +148,6 @@ class Engine:
                 await self._batch.abort()
             self._batch = None
 
-    @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[Tx]:
-        if self._batch is not None:
-            yield await self._batch.tx()
-            await self._batch.tick()
-        else:
-            async with self.store.transaction() as tx:
-                yield tx
-
     # -- entry points ------------------------------------------------------------------------------------------
 
     async def handle(self, event: Event) -> list[Action]:
@@ -165,22 +156,38 @@ class Engine:
             # Memory stays bounded by open state: closed, idle questions leave the working set (rows remain).
             self.tracker.evict(event.ts)
             self._evicted_at = event.ts
-        async with self._unit() as tx:
-            actions = await self._dispatch(tx, event)
-        return [self.gate.check(a) for a in actions]
+        batch = self._batch
+        if batch is None:
+            async with self.store.transaction() as tx:
+                actions = await self._dispatch(tx, event)
+        else:
+            # A replay's hot path: no context manager per event, one await for the batch's commit when due.
+            actions = await self._dispatch(batch.current or await batch.tx(), event)
+            if batch.tick():
+                await batch.close()
+        return [self.gate.check(a) for a in actions] if actions else actions
 
     async def fire(self, key: str) -> list[Action]:
         """A timer is due: run its job and return the actions to perform."""
-        async with self._unit() as tx:
-            if key == PURGE_KEY:
-                await self._purge(tx)
-                return []
-            jobs = self._digests(tx) if key == DIGEST_KEY else self._fire_nudge(tx, key)
-            actions = [self.gate.check(a) for a in await jobs]
-            for a in actions:
-                if a.key is not None:
-                    # Decided and queued in one transaction: the runtime delivers it exactly once.
-                    tx.outbox.put(a.key, a.community, to_record(a), self.clock.now())
+        batch = self._batch
+        if batch is None:
+            async with self.store.transaction() as tx:
+                return await self._fire(tx, key)
+        actions = await self._fire(batch.current or await batch.tx(), key)
+        if batch.tick():
+            await batch.close()
+        return actions
+
+    async def _fire(self, tx: Tx, key: str) -> list[Action]:
+        if key == PURGE_KEY:
+            await self._purge(tx)
+            return []
+        jobs = self._digests(tx) if key == DIGEST_KEY else self._fire_nudge(tx, key)
+        actions = [self.gate.check(a) for a in await jobs]
+        for a in actions:
+            if a.key is not None:
+                # Decided and queued in one transaction: the runtime delivers it exactly once.
+                tx.outbox.put(a.key, a.community, to_record(a), self.clock.now())
         return actions
 
     # -- events ------------------------------------------------------------------------------------------------
@@ -214,7 +221,9 @@ class Engine:
     async def _on_message(self, tx: Tx, m: Message) -> list[Action]:
         if m.author in self.settings.lien.self_ids:
             return []
-        return [*self.guard.on_message(m, now=self.clock.now()), *await self._track_message(tx, m)]
+        flagged = self.guard.on_message(m, now=self.clock.now())
+        tracked = await self._track_message(tx, m)
+        return [*flagged, *tracked] if flagged else tracked
 
     async def _track_message(self, tx: Tx, m: Message) -> list[Action]:
         lien = self.settings.lien
@@ -532,16 +541,21 @@ class _Batch:
         self._tx: Tx | None = None
         self._count = 0
 
+    @property
+    def current(self) -> Tx | None:
+        """The open transaction, if any."""
+        return self._tx
+
     async def tx(self) -> Tx:
         if self._tx is None:
             self._stack = AsyncExitStack()
             self._tx = await self._stack.enter_async_context(self.store.transaction())
         return self._tx
 
-    async def tick(self) -> None:
+    def tick(self) -> bool:
+        """Count one unit of work; True when the batch is full and must be closed (committed)."""
         self._count += 1
-        if self._count >= self.size:
-            await self.close()
+        return self._count >= self.size
 
     async def close(self) -> None:
         if self._stack is not None:

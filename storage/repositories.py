@@ -185,6 +185,9 @@ def _sqlite_plan(dialect: Dialect, table: Table, upsert: bool) -> _SqlitePlan:
 def _sqlite_ts(value: datetime | None) -> str | None:
     if value is None:
         return None
+    if value.tzinfo is UTC:
+        # The common case, written without a copy: "YYYY-MM-DD HH:MM:SS.ffffff" is the text before "+00:00".
+        return value.isoformat(" ", "microseconds")[:26]
     offset = value.utcoffset()
     if offset is None:
         raise ValueError(f"naive datetime {value!r}: lien stores tz-aware UTC timestamps only")

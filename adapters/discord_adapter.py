@@ -19,7 +19,7 @@ import random
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -43,6 +43,7 @@ from bot.actions import Action, DeleteMessage, Dm, React, Timeout
 from bot.errors import ConfigError, UnsupportedAction
 from bot.events import Command, Event, Message
 from bot.ports import Clock, EventHandler
+from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -308,7 +309,7 @@ class DiscordAdapter:
         self._held: dict[int, list[_Item]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._interactions: dict[str, _PendingInteraction] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(self._record_error)
         #: Set once a gateway session is ready (after login); actions wait for it.
         self._ready = asyncio.Event()
         self._catch_ups: list[asyncio.Task[None]] = []
@@ -371,7 +372,7 @@ class DiscordAdapter:
         self._catch_ups.clear()
         self._client = self._make_client()
         self._directory = _CacheDirectory(self._client)
-        self._spawn(self._worker(), "discord event worker")
+        self._tasks.spawn(self._worker(), "discord event worker")
         self._runner = asyncio.create_task(self._run(self._client), name="discord client")
         ready = asyncio.create_task(self._ready.wait())
         done, _ = await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
@@ -411,22 +412,8 @@ class DiscordAdapter:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.stop()
         self._interactions.clear()
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=what)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._record_error(task.get_name(), task.exception())
 
     def _record_error(self, where: str, exc: BaseException | None) -> None:
         log.error("discord adapter: error in %s", where, exc_info=exc)
@@ -503,7 +490,8 @@ class DiscordAdapter:
         if sharded != (shard_id is None):
             shard = shard_id or 0
             if shard in self._held:
-                self._catch_ups.append(self._spawn(self._catch_up_owned(shard), f"discord catch-up of shard {shard}"))
+                catch_up = self._tasks.spawn(self._catch_up_owned(shard), f"discord catch-up of shard {shard}")
+                self._catch_ups.append(catch_up)
 
     async def _worker(self) -> None:
         while True:
@@ -536,7 +524,7 @@ class DiscordAdapter:
             pending.arrived.set_result(interaction)
         def defer() -> None:
             self._timers.discard(handle)
-            self._spawn(self._defer(str(interaction.id)), f"defer interaction {interaction.id}")
+            self._tasks.spawn(self._defer(str(interaction.id)), f"defer interaction {interaction.id}")
 
         handle = asyncio.get_running_loop().call_later(self.settings.defer_after_seconds, defer)
         self._timers.add(handle)

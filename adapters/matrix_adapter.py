@@ -16,7 +16,7 @@ import random
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -55,6 +55,7 @@ from bot.actions import Action, DeleteMessage, Dm, Post, Refuse, Reply, Timeout
 from bot.config_file import MatrixSection
 from bot.errors import ConfigError, LienError, UnsupportedAction
 from bot.ports import EventHandler
+from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class MatrixAdapter:
         self._queues: dict[str, asyncio.Queue[_Outgoing]] = {}
         self._dm_locks: dict[str, asyncio.Lock] = {}
         self._sent_keys: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(logger=log)
         self._sync_task: asyncio.Task[None] | None = None
         self._poll: asyncio.Future[Any] | None = None
         self._stopping = asyncio.Event()
@@ -265,7 +266,7 @@ class MatrixAdapter:
         await self._commit_token(resp.next_batch)
         log.info("matrix %s synced (%s)", self.user_id, "first start, history skipped" if first else "resumed")
         await self._join_configured()
-        self._sync_task = self._spawn(self._sync_loop(), "matrix sync loop")
+        self._sync_task = self._tasks.spawn(self._sync_loop(), "matrix sync loop")
 
     async def stop(self) -> None:
         """Stop syncing after the batch in hand, let queued sends finish (up to a grace period), close."""
@@ -281,10 +282,7 @@ class MatrixAdapter:
             _, pending = await asyncio.wait(drained, timeout=self._stop_grace)
             for waiter in pending:
                 waiter.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         for room_id, queue in self._queues.items():
             while not queue.empty():
                 item = queue.get_nowait()
@@ -295,17 +293,6 @@ class MatrixAdapter:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("matrix task %r failed", task.get_name(), exc_info=task.exception())
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep unless stopping; True when the adapter is stopping."""
@@ -699,7 +686,7 @@ class MatrixAdapter:
         queue = self._queues.get(room_id)
         if queue is None:
             queue = self._queues[room_id] = asyncio.Queue()
-            self._spawn(self._send_worker(room_id, queue), f"matrix send queue {room_id}")
+            self._tasks.spawn(self._send_worker(room_id, queue), f"matrix send queue {room_id}")
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         await queue.put(_Outgoing(send=send, what=what, done=done))
         return await done

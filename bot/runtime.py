@@ -19,6 +19,7 @@ from bot.engine import Engine
 from bot.errors import UnsupportedAction
 from bot.events import Event
 from bot.ports import Adapter, Clock
+from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Runtime:
         self._route: dict[str, Adapter] = {}
         self._queues: dict[tuple[str, str | None], asyncio.Queue[Action]] = {}
         self._free_at: dict[tuple[str, str | None], datetime] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(logger=log)
         self._lock = asyncio.Lock()
 
     # -- inputs ------------------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class Runtime:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = asyncio.Queue()
-                self._spawn(self._drain(key, queue), f"deliver:{action.community}:{action.room}")
+                self._tasks.spawn(self._drain(key, queue), f"deliver:{action.community}:{action.room}")
             queue.put_nowait(action)
 
     async def deliver_unsent(self) -> int:
@@ -140,19 +141,6 @@ class Runtime:
         except UnsupportedAction as exc:
             log.warning("%s cannot perform %s: %s", adapter.platform, action.name, exc)
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
-
     async def stop(self) -> None:
         """Cancel the delivery tasks (undelivered keyed actions stay in the outbox for the next start)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()

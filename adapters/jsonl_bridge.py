@@ -21,7 +21,6 @@ Bad lines are logged with `file:line` and skipped, never fatal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from adapters.jsonl import action_to_dict, dumps_line, parse_event
 from bot.actions import Action
 from bot.errors import ConfigError, InputError
 from bot.ports import EventHandler
+from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class JsonlBridge:
         self._lineno = 0
         #: In the middle of skipping an over-long line.
         self._long_line = False
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet(logger=log)
         self._write_lock = asyncio.Lock()
         #: Keys found in the outbox file, and how many of its bytes were scanned for them.
         self._keys: set[str] = set()
@@ -104,8 +104,7 @@ class JsonlBridge:
         await asyncio.to_thread(self._open_files)
         while await self._read_new():
             pass
-        self._task = asyncio.create_task(self._tail(), name=f"bridge tail {self.inbox}")
-        self._task.add_done_callback(_log_failure)
+        self._tasks.spawn(self._tail(), name=f"bridge tail {self.inbox}")
         log.info("bridge reading %s from byte %d, writing %s", self.inbox, self._offset, self.outbox)
 
     async def perform(self, action: Action) -> None:
@@ -127,11 +126,7 @@ class JsonlBridge:
 
     async def stop(self) -> None:
         """Stop tailing (the position file already holds the offset of the next unread line)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.stop()
         self._on_event = None
 
     # -- inbox -------------------------------------------------------------------------------------------------
@@ -280,8 +275,3 @@ class JsonlBridge:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("task %s failed", task.get_name(), exc_info=task.exception())

@@ -277,14 +277,20 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
     from bot.engine import Engine
     from bot.timers import VirtualScheduler
 
-    clock = VirtualClock(SystemClock().now())
-    scheduler = VirtualScheduler()
-    engine = Engine(settings, store, clock, scheduler)
-    await engine.start()
-    # Message ids must never repeat across runs on one database (two runs can start within the same second).
+    # Message ids must never repeat across runs on one database (two runs can start within the same second), and
+    # each run starts a week after the last one ended: ping budgets and asker cooldowns hold across runs, as across
+    # restarts, and a fresh week shows the whole ladder again.
     async with store.transaction() as tx:
         run = int(await tx.kv.get("demo.runs") or 0) + 1
         tx.kv.set("demo.runs", str(run))
+        ended = await tx.kv.get("demo.ended")
+    start = SystemClock().now()
+    if ended is not None:
+        start = max(start, datetime.fromisoformat(ended) + timedelta(days=8))
+    clock = VirtualClock(start)
+    scheduler = VirtualScheduler()
+    engine = Engine(settings, store, clock, scheduler)
+    await engine.start()
     run_id = f"run{run}"
     adapter = ConsoleAdapter(clock=clock, out=out, run_id=run_id, prefix=settings.lien.command_prefix)
     driver = Driver(engine, scheduler, clock, adapter)
@@ -308,4 +314,6 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
         out.write("\nYour turn: type as members (/as NAME), /wait 30m, /quit. Time runs at "
                   f"{speed:g}x.\n")
         await driver.interactive(speed, sys.stdin)
+    async with store.transaction() as tx:
+        tx.kv.set("demo.ended", clock.now().isoformat())
     return 0

@@ -61,6 +61,11 @@ def parse_command(m: Message, prefix: str) -> Command:
     return Command(m.community, m.room, m.id, m.author, m.ts, name, tuple(words[1:]), is_admin=False)
 
 
+def command_key(id: str) -> str:
+    """The idempotency key of a command (its message or interaction id): no member id, only the event's."""
+    return f"command|{id}"
+
+
 def _looks_like_member(arg: str) -> bool:
     return arg.startswith(("@", "<@")) and not arg.startswith("<@&")
 
@@ -87,6 +92,11 @@ class CommandRunner:
         }
 
     async def run(self, tx: Tx, cmd: Command) -> list[Action]:
+        """Run `cmd` once: a command seen before (a replay after a restart, a redelivery) is neither run nor
+        answered again."""
+        if not await tx.seen.first(cmd.community, command_key(cmd.id), cmd.ts):
+            log.info("command %s in %s already handled; not run again", cmd.id, cmd.community)
+            return []
         settings = self.engine.settings
         lang = settings.room(cmd.community, cmd.room).language
         prefs = await self.engine.members.get(tx, cmd.community, cmd.author)
@@ -248,12 +258,12 @@ class CommandRunner:
 
     async def _mydata(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
         data = await tx.member_data(cmd.community, cmd.author)
-        items = "\n".join(
-            f"- {table}: {len(rows)} " + json.dumps(rows[:20], default=str, ensure_ascii=False)
-            for table, rows in sorted(data.items()) if rows
-        ) or "-"
-        return [Dm(ts=self.engine.clock.now(), community=cmd.community, room=None, to=cmd.author, reply_to=cmd.id,
-                   kind="command", text=render.safe(render.text("mydata", lang, items=items), 4000))]
+        items = "\n".join(line for table, rows in sorted(data.items()) if rows
+                          for line in render.table_lines(table, rows, lang)) or "-"
+        # Every row, however many: several private messages, each within every platform's limit.
+        now = self.engine.clock.now()
+        return [Dm(ts=now, community=cmd.community, room=None, to=cmd.author, reply_to=cmd.id, kind="command",
+                   text=page) for page in render.pages(render.text("mydata", lang, items=items))]
 
     async def _forget_me(self, tx: Tx, cmd: Command, lang: str) -> list[Action]:
         counts = await tx.forget_member(cmd.community, cmd.author)

@@ -21,7 +21,16 @@ from bot.gate import OutboundGate
 from bot.guards import Guard
 from bot.members import MemberDirectory
 from bot.model import HelpEdge, MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
-from bot.nudges import AnswerTimes, JoinWave, Ladder, PingBudget, RoomHelp, quiet_until, rank_helpers
+from bot.nudges import (
+    AnswerTimes,
+    JoinWave,
+    Ladder,
+    PingBudget,
+    RoomHelp,
+    longest_cooldown,
+    quiet_until,
+    rank_helpers,
+)
 from bot.ports import Clock, Scheduler, Store, Tx
 from bot.tracker import Change, Linked, Opened, QuestionTracker, Resolved, Withdrawn
 
@@ -113,10 +122,20 @@ class Engine:
                     continue
                 self._pending[n.key] = n
                 self.scheduler.at(max(n.due, now), n.key)
+            await self._restore_budgets(tx, now)
         if purge:
             self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
             self.scheduler.at(digest.next_digest_at(now, self.settings.timezone), DIGEST_KEY)
         return []
+
+    async def _restore_budgets(self, tx: Tx, now: datetime) -> None:
+        """Ping budgets, their outcomes to come and asker cooldowns, rebuilt from the sent nudge rows."""
+        kept = now - timedelta(days=self.settings.lien.retention_days)  # older rows are purged anyway
+        pings = [p for p in await tx.nudges.pings_since(kept) if self.owns(p.community)]
+        self._pinged.update(self.budget.load(pings, now))
+        for r in await tx.nudges.reminders_since(max(kept, now - longest_cooldown(self.settings))):
+            if self.owns(r.community):
+                self._last_level1[(r.community, r.room, r.asker)] = r.ts
 
     async def reconcile(self) -> int:
         """Re-arm any pending nudge due within `RECONCILE_AHEAD` whose timer was lost; returns how many."""
@@ -375,6 +394,8 @@ class Engine:
             return []
         del self._pending[key]
         actions = await self._nudge_actions(tx, q, n, now)
+        if actions:
+            n.due = now  # a sent nudge's row says when it went out: budgets and cooldowns are rebuilt from it
         n.state = NudgeState.SENT if actions else NudgeState.CANCELLED
         tx.nudges.save(n)
         if actions:

@@ -89,20 +89,47 @@ class NudgeState(StrEnum):
 
 @dataclass(slots=True)
 class Nudge:
-    """One rung of the ladder for one question; the row is the truth, the scheduler only a timer."""
+    """One rung of the ladder for one question; the row is the truth, the scheduler only a timer.
+
+    Once sent, `due` is when it was sent: ping budgets and asker cooldowns are rebuilt from it after a restart.
+    """
 
     community: str
     question: str
     level: int
     due: datetime
     state: NudgeState = NudgeState.PENDING
-    #: Members mentioned at level 2 and why (one line each), for `!lien why`.
+    #: Members mentioned at level 2 and why (one line each), for `!lien why` and the ping budgets.
     mentioned: tuple[str, ...] = ()
     why: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return nudge_key(self.community, self.question, self.level)
+
+
+@dataclass(frozen=True, slots=True)
+class SentPing:
+    """A sent level-2 nudge read back from its row: whom it pinged, when, and whether they helped."""
+
+    community: str
+    question: str
+    ts: datetime
+    mentioned: tuple[str, ...]
+    #: The question is no longer open, so each pinged member either helped or let the ping pass.
+    settled: bool
+    #: Members who answered the question or were credited on it.
+    helpers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class SentReminder:
+    """The latest level-1 nudge sent about an asker's questions in a room (the asker cooldown)."""
+
+    community: str
+    room: str
+    asker: str
+    ts: datetime
 
 
 def nudge_key(community: str, question: str, level: int) -> str:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.config import NudgeSettings, QuietHours
-from bot.model import HelpEdge
+from bot.config import NudgeSettings, QuietHours, Settings
+from bot.model import HelpEdge, SentPing
 
 #: Weights of the help history when ranking helpers: links are meant to be reciprocal, so a candidate whom the
 #: asker helped before is asked first, then one who helped the asker, then the room's regular helpers.
@@ -250,8 +250,15 @@ class RoomHelp:
                 members.pop(member, None)
 
 
+#: The longest window `PingBudget.allows` looks back over.
+BUDGET_WINDOW = timedelta(days=7)
+
+
 class PingBudget:
-    """How often each member may be pinged: per day and per week, halved after two ignored pings in a row."""
+    """How often each member may be pinged: per day and per week, halved after two ignored pings in a row.
+
+    A cache of the sent level-2 nudge rows: `load` rebuilds it after a restart, so a restart promises no more.
+    """
 
     def __init__(self) -> None:
         self._pings: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
@@ -262,7 +269,7 @@ class PingBudget:
         pings = self._pings.get(key)
         if not pings:
             return per_day > 0 and per_week > 0
-        while pings and now - pings[0] > timedelta(days=7):
+        while pings and now - pings[0] > BUDGET_WINDOW:
             pings.popleft()
         if self._ignored.get(key, 0) >= 2:
             # Halved rate: a day's budget stretches over two days, a week's is halved (rounded down, min 1).
@@ -286,6 +293,33 @@ class PingBudget:
     def forget(self, community: str, member: str) -> None:
         self._pings.pop((community, member), None)
         self._ignored.pop((community, member), None)
+
+    def load(self, pings: Iterable[SentPing], now: datetime) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Replay sent pings read from storage (oldest first); returns the unsettled ones, per question.
+
+        Pings of the last week count against the budgets; a settled question gives each member it pinged an
+        outcome (helped if they answered it or were credited on it), in the order of the pings. The outcome of an
+        unsettled question is still to come: the caller keeps those pings, as it does for the ones it sends.
+        """
+        unsettled: dict[tuple[str, str], tuple[str, ...]] = {}
+        for p in sorted(pings, key=lambda p: p.ts):
+            for member in p.mentioned:
+                if now - p.ts <= BUDGET_WINDOW:
+                    self.record(p.community, member, p.ts)
+                if p.settled:
+                    self.outcome(p.community, member, helped=member in p.helpers)
+            if not p.settled:
+                unsettled[(p.community, p.question)] = p.mentioned
+        return unsettled
+
+
+def longest_cooldown(settings: Settings) -> timedelta:
+    """The longest asker cooldown of any community or room of `settings` (how far back to read reminders)."""
+    days = settings.nudges.asker_cooldown_days
+    for community, override in settings.communities.items():
+        for room in (None, *override.rooms):
+            days = max(days, settings.room(community, room).nudges.asker_cooldown_days)
+    return timedelta(days=days)
 
 
 class JoinWave:

@@ -13,7 +13,17 @@ from typing import Protocol
 
 from bot.actions import Action
 from bot.events import Event
-from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, OutboxItem, Question
+from bot.model import (
+    Answer,
+    HelpEdge,
+    MemberPrefs,
+    MessageMeta,
+    Nudge,
+    OutboxItem,
+    Question,
+    SentPing,
+    SentReminder,
+)
 
 
 class Clock(Protocol):
@@ -128,6 +138,14 @@ class NudgeRepo(Protocol):
 
     async def for_question(self, community: str, question: str) -> list[Nudge]: ...
 
+    async def pings_since(self, since: datetime) -> list[SentPing]:
+        """Sent level-2 nudges that mentioned someone, sent at or after `since`, oldest first (ping budgets)."""
+        ...
+
+    async def reminders_since(self, since: datetime) -> list[SentReminder]:
+        """Per (community, room, asker), the latest level-1 nudge sent at or after `since` (asker cooldowns)."""
+        ...
+
 
 class MemberRepo(Protocol):
     def save(self, prefs: MemberPrefs) -> None: ...
@@ -163,6 +181,14 @@ class KvRepo(Protocol):
     def set(self, key: str, value: str) -> None: ...
 
 
+class SeenRepo(Protocol):
+    """Idempotency keys of handled events that leave no other row (commands), purged with retention."""
+
+    async def first(self, community: str, key: str, ts: datetime) -> bool:
+        """Record `key`; True the first time it is seen, False on every later call (in this or any transaction)."""
+        ...
+
+
 class Tx(Protocol):
     """One unit of work; committed when its context exits without error."""
 
@@ -174,6 +200,7 @@ class Tx(Protocol):
     members: MemberRepo
     outbox: OutboxRepo
     kv: KvRepo
+    seen: SeenRepo
 
     async def forget_member(self, community: str, member: str) -> dict[str, int]:
         """Delete every row naming the member; returns rows deleted per table."""

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+
 from bot.gate import neutralise
+
+#: The longest message lien sends in one piece: under Discord's 2000 characters (Matrix allows more), with room for
+#: the "(12/34) " of a numbered page.
+PAGE_LIMIT = 1900
 
 _TEXTS: dict[str, dict[str, str]] = {
     "nudge1": {
@@ -109,6 +116,9 @@ _TEXTS: dict[str, dict[str, str]] = {
     "why": {"en": "For question {question}, lien mentioned:\n{items}",
             "fr": "Pour la question {question}, lien a mentionné :\n{items}"},
     "mydata": {"en": "What lien stores about you:\n{items}", "fr": "Ce que lien garde sur vous :\n{items}"},
+    # The table name and count stay machine-readable in both languages: "- table: N ...".
+    "mydata_rows": {"en": "- {table}: {n} rows, all with {same}; one line each: {columns}",
+                    "fr": "- {table}: {n} lignes, toutes avec {same} ; une ligne chacune : {columns}"},
     "forgotten": {"en": "Everything lien stored about you is deleted: {items}.",
                   "fr": "Tout ce que lien gardait sur vous est effacé : {items}."},
     "paused": {"en": "Nudges are paused in this community until `{prefix} resume`.",
@@ -202,8 +212,52 @@ def text(key: str, lang: str, **values: object) -> str:
 
 def safe(value: str, limit: int = 200) -> str:
     """A member-supplied string made safe to repeat: no live mentions, no invisible characters, bounded length."""
-    value = neutralise(value).replace("<@", "<\uff20")
+    value = _inert(value)
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _inert(value: str) -> str:
+    return neutralise(value).replace("<@", "<\uff20")
+
+
+def pages(value: str, limit: int = PAGE_LIMIT) -> list[str]:
+    """A long text made safe (as `safe`) and cut, whole, into messages of at most `limit` characters.
+
+    Cuts fall between lines (a line longer than a page is cut inside); several pages are numbered "(1/3) ".
+    """
+    value = _inert(value)
+    if len(value) <= limit:
+        return [value]
+    room = limit - len("(9999/9999) ")
+    out: list[str] = []
+    page = ""
+    for line in value.split("\n"):
+        while len(line) > room:  # too long for any page: cut it where it must be
+            if page:
+                out.append(page)
+            page, line = line[:room], line[room:]
+        if page and len(page) + 1 + len(line) > room:
+            out.append(page)
+            page = line
+        else:
+            page = f"{page}\n{line}" if page else line
+    out.append(page)
+    return [f"({i}/{len(out)}) {p}" for i, p in enumerate(out, 1)]
+
+
+def table_lines(table: str, rows: Sequence[Mapping[str, object]], lang: str = "en") -> list[str]:
+    """A table's rows for `mydata`, all of them: the values shared by every row once, then one line per row."""
+    if len(rows) == 1:
+        return [f"- {table}: 1 {_json(dict(rows[0]))}"]
+    columns = list(rows[0])
+    same = {c: rows[0][c] for c in columns if all(r.get(c) == rows[0][c] for r in rows)}
+    varying = [c for c in columns if c not in same]
+    head = text("mydata_rows", lang, table=table, n=len(rows), same=_json(same), columns=_json(varying))
+    return [head, *(f"  {_json([r.get(c) for c in varying])}" for r in rows)]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 def mention(member: str) -> str:

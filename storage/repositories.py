@@ -59,6 +59,8 @@ from bot.model import (
     OutboxItem,
     QState,
     Question,
+    SentPing,
+    SentReminder,
 )
 from storage import export
 from storage.db import SQLITE_IMMEDIATE, json_dumps
@@ -767,6 +769,33 @@ _NUDGES_FOR_QUESTION = _Read(
     .order_by(NUDGES.c.level),
     NUDGES,
 )
+# Sent nudges since a time: one range of `ix_nudges_state_due` (level tested in the index), then the question row.
+_SENT_SINCE = and_(NUDGES.c.state == NudgeState.SENT.value, NUDGES.c.due >= _p("since"), NUDGES.c.level == _p("level"))
+_OF_QUESTION = and_(QUESTIONS.c.community == NUDGES.c.community, QUESTIONS.c.id == NUDGES.c.question)
+_PINGS_SINCE = _Read(
+    select(NUDGES.c.community, NUDGES.c.question, NUDGES.c.due, NUDGES.c.mentioned, QUESTIONS.c.state)
+    .join(QUESTIONS, _OF_QUESTION)
+    .where(_SENT_SINCE)
+    .order_by(NUDGES.c.due, NUDGES.c.community, NUDGES.c.question),
+    NUDGES,
+    QUESTIONS,
+)
+_PINGED_HELPERS = _Read(
+    select(EDGES.c.community, EDGES.c.question, EDGES.c.helper)
+    .join(NUDGES, and_(NUDGES.c.community == EDGES.c.community, NUDGES.c.question == EDGES.c.question))
+    .where(_SENT_SINCE),
+    NUDGES,
+    EDGES,
+)
+_REMINDERS_SINCE = _Read(
+    select(NUDGES.c.community, QUESTIONS.c.room, QUESTIONS.c.author, func.max(NUDGES.c.due).label("ts"))
+    .join(QUESTIONS, _OF_QUESTION)
+    .where(_SENT_SINCE)
+    .group_by(NUDGES.c.community, QUESTIONS.c.room, QUESTIONS.c.author)
+    .order_by(NUDGES.c.community, QUESTIONS.c.room, QUESTIONS.c.author),
+    NUDGES,
+    QUESTIONS,
+)
 _MEMBER_GET = _Read(select(MEMBERS).where(MEMBERS.c.community == _p("c"), MEMBERS.c.member == _p("member")), MEMBERS)
 _MEMBER_HELPERS = _Read(
     select(MEMBERS)
@@ -999,6 +1028,24 @@ class SqlNudgeRepo(_Repo):
     async def for_question(self, community: str, question: str) -> list[Nudge]:
         """The question's nudges, by level."""
         return [_nudge(r) for r in await self._tx._fetch(_NUDGES_FOR_QUESTION, c=community, question=question)]
+
+    async def pings_since(self, since: datetime) -> list[SentPing]:
+        """Sent level-2 nudges that mentioned someone, sent at or after `since`, oldest first, with the question's
+        fate: settled once it is no longer open, and who answered it or was credited on it."""
+        helpers: dict[tuple[str, str], set[str]] = {}
+        for r in await self._tx._fetch(_PINGED_HELPERS, since=since, level=2):
+            helpers.setdefault((r.community, r.question), set()).add(r.helper)
+        return [
+            SentPing(r.community, r.question, r.due, tuple(r.mentioned), r.state != QState.OPEN.value,
+                     frozenset(helpers.get((r.community, r.question), ())))
+            for r in await self._tx._fetch(_PINGS_SINCE, since=since, level=2)
+            if r.mentioned
+        ]
+
+    async def reminders_since(self, since: datetime) -> list[SentReminder]:
+        """Per (community, room, asker), the latest level-1 nudge sent at or after `since`."""
+        rows = await self._tx._fetch(_REMINDERS_SINCE, since=since, level=1)
+        return [SentReminder(r.community, r.room, r.author, r.ts) for r in rows]
 
 
 class SqlMemberRepo(_Repo):

@@ -12,7 +12,19 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, replace
 from datetime import datetime
 
-from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, NudgeState, OutboxItem, QState, Question
+from bot.model import (
+    Answer,
+    HelpEdge,
+    MemberPrefs,
+    MessageMeta,
+    Nudge,
+    NudgeState,
+    OutboxItem,
+    QState,
+    Question,
+    SentPing,
+    SentReminder,
+)
 
 
 class _Data:
@@ -25,6 +37,7 @@ class _Data:
         self.members: dict[tuple[str, str], MemberPrefs] = {}
         self.outbox: dict[str, OutboxItem] = {}
         self.kv: dict[str, str] = {}
+        self.seen: dict[tuple[str, str], datetime] = {}
 
 
 class FakeMessageRepo:
@@ -158,6 +171,22 @@ class FakeNudgeRepo:
     async def for_question(self, community: str, question: str) -> list[Nudge]:
         return [replace(n) for n in self.d.nudges.values() if (n.community, n.question) == (community, question)]
 
+    def _sent(self, level: int, since: datetime) -> list[tuple[Nudge, Question]]:
+        rows = [(n, self.d.questions[(n.community, n.question)]) for n in self.d.nudges.values()
+                if n.state == NudgeState.SENT and n.level == level and n.due >= since]
+        return sorted(rows, key=lambda r: (r[0].due, r[0].community, r[0].question))
+
+    async def pings_since(self, since: datetime) -> list[SentPing]:
+        return [SentPing(n.community, n.question, n.due, n.mentioned, q.state != QState.OPEN,
+                         frozenset(e.helper for e in self.d.edges if (e.community, e.question) == (n.community, q.id)))
+                for n, q in self._sent(2, since) if n.mentioned]
+
+    async def reminders_since(self, since: datetime) -> list[SentReminder]:
+        latest: dict[tuple[str, str, str], datetime] = {}
+        for n, q in self._sent(1, since):
+            latest[(n.community, q.room, q.author)] = n.due
+        return [SentReminder(*k, ts) for k, ts in sorted(latest.items())]
+
 
 class FakeMemberRepo:
     def __init__(self, d: _Data) -> None:
@@ -205,6 +234,17 @@ class FakeKvRepo:
         self.d.kv[key] = value
 
 
+class FakeSeenRepo:
+    def __init__(self, d: _Data) -> None:
+        self.d = d
+
+    async def first(self, community: str, key: str, ts: datetime) -> bool:
+        if (community, key) in self.d.seen:
+            return False
+        self.d.seen[(community, key)] = ts
+        return True
+
+
 class FakeTx:
     def __init__(self, d: _Data) -> None:
         self.d = d
@@ -216,6 +256,7 @@ class FakeTx:
         self.members = FakeMemberRepo(d)
         self.outbox = FakeOutboxRepo(d)
         self.kv = FakeKvRepo(d)
+        self.seen = FakeSeenRepo(d)
 
     def _rows_naming(self, community: str, member: str) -> dict[str, list[object]]:
         d = self.d

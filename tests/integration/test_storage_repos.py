@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from bot.model import Answer, HelpEdge, MemberPrefs, MessageMeta, Nudge, NudgeState, QState, Question
+from bot.model import (
+    Answer,
+    HelpEdge,
+    MemberPrefs,
+    MessageMeta,
+    Nudge,
+    NudgeState,
+    QState,
+    Question,
+    SentPing,
+    SentReminder,
+)
 from storage.repositories import SqlStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -343,6 +354,36 @@ async def test_nudges_pending_due_and_for_question(store: SqlStore) -> None:
             Nudge(C, "q1", 1, at(30)),
             Nudge(C, "q1", 2, at(90), NudgeState.CANCELLED, ("@h:x",), ("@h:x: helped ann",)),
         ]
+
+
+async def test_sent_pings_and_reminders_are_read_back_with_the_fate_of_their_questions(store: SqlStore) -> None:
+    sent = NudgeState.SENT
+    async with store.transaction() as tx:
+        tx.questions.save(question("q1", 0, state=QState.ANSWERED))  # h1 answered it, h2 let it pass
+        tx.questions.save(question("q2", 5))  # still open: the outcome is to come
+        tx.questions.save(question("q3", 6, room="#dev", author="@bo:x", state=QState.STALE))
+        tx.questions.save(question("q4", 7))
+        tx.nudges.save(Nudge(C, "q1", 1, at(30), sent))
+        tx.nudges.save(Nudge(C, "q1", 2, at(90), sent, ("@h1:x", "@h2:x"), ("@h1:x: a", "@h2:x: b")))
+        tx.nudges.save(Nudge(C, "q2", 1, at(40), sent))
+        tx.nudges.save(Nudge(C, "q2", 2, at(100), sent, ("@h2:x",), ("@h2:x: b",)))
+        tx.nudges.save(Nudge(C, "q3", 1, at(50), sent))
+        tx.nudges.save(Nudge(C, "q3", 2, at(80), sent))  # "nobody to ask": pinged no one
+        tx.nudges.save(Nudge(C, "q4", 1, at(60), NudgeState.CANCELLED))  # cooldown: never sent
+        tx.nudges.save(Nudge(C, "q4", 2, at(70), NudgeState.PENDING, ("@h1:x",)))
+        tx.edges.add(HelpEdge(C, "#help", "@h1:x", "@ann:x", "q1", "answer", at(95)))
+        tx.edges.add(HelpEdge(C, "#help", "@h1:x", "@ann:x", "q1", "credit", at(96)))
+    async with store.transaction() as tx:
+        assert await tx.nudges.pings_since(at(0)) == [
+            SentPing(C, "q1", at(90), ("@h1:x", "@h2:x"), settled=True, helpers=frozenset({"@h1:x"})),
+            SentPing(C, "q2", at(100), ("@h2:x",), settled=False),
+        ]
+        assert [p.question for p in await tx.nudges.pings_since(at(91))] == ["q2"]
+        assert await tx.nudges.reminders_since(at(0)) == [
+            SentReminder(C, "#dev", "@bo:x", at(50)),
+            SentReminder(C, "#help", "@ann:x", at(40)),  # the latest of ann's
+        ]
+        assert await tx.nudges.reminders_since(at(45)) == [SentReminder(C, "#dev", "@bo:x", at(50))]
 
 
 # -- members -----------------------------------------------------------------------------------------------------

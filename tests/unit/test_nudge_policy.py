@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.config import NudgeSettings, QuietHours, Settings
-from bot.model import HelpEdge, NudgeState
-from bot.nudges import PingBudget, RoomHelp, ladder_for, quiet_until, rank_helpers
+from bot.model import HelpEdge, NudgeState, SentPing
+from bot.nudges import PingBudget, RoomHelp, ladder_for, longest_cooldown, quiet_until, rank_helpers
 from tests.bot_driver import START, TestBot
 from tests.fakes import FakeStore
 
@@ -281,6 +281,134 @@ async def test_a_helper_whose_pings_went_unanswered_counts_as_ignoring_them() ->
             pinged_days.append(day)
         await bot.wait("22h")
     assert pinged_days == [0, 1]
+
+
+# -- budgets and cooldowns across a restart ----------------------------------------------------------------------
+# Regression (issue 3): they lived only in memory, so a restarted lien pinged people more often than promised.
+
+
+async def restart(bot: TestBot, run: int) -> TestBot:
+    """A new process on the same store, at the same time; the console keeps its labels so `/reply m3` still works."""
+    again = TestBot(bot.engine.store, bot.settings, start=bot.clock.now())
+    again.adapter.run_id = f"t{run}"  # new message ids: the store holds the earlier runs'
+    for known in ("_ids", "_labels", "_rooms", "_threads"):
+        getattr(again.adapter, known).update(getattr(bot.adapter, known))
+    again.adapter._count = bot.adapter._count
+    again.adapter.sent.extend(bot.sent)
+    return await again.start()
+
+
+def test_budget_rebuilt_from_sent_pings_counts_the_last_week_and_replays_outcomes_in_order() -> None:
+    now = T0 + timedelta(days=10)
+    pings = [  # given newest first: `load` orders them
+        SentPing(C, "q4", now - timedelta(hours=3), ("bob",), settled=False),
+        SentPing(C, "q3", now - timedelta(days=2), ("bob", "carol"), settled=True, helpers=frozenset({"carol"})),
+        SentPing(C, "q2", now - timedelta(days=6), ("bob",), settled=True),
+        SentPing(C, "q1", now - timedelta(days=9), ("bob", "carol"), settled=True, helpers=frozenset({"bob"})),
+    ]
+    budget = PingBudget()
+    assert budget.load(pings, now) == {(C, "q4"): ("bob",)}  # its outcome is still to come
+    # bob: three pings within the week (q2, q3, q4), and q2 then q3 ignored after helping on q1: halved rate.
+    assert not budget.allows(C, "bob", now, 5, 4)
+    assert not budget.allows(C, "bob", now + timedelta(hours=2), 5, 7)  # halved week: 3, all used
+    assert budget.allows(C, "bob", now + timedelta(hours=2), 5, 8)
+    budget.outcome(C, "bob", helped=True)  # the pending one: helping resets the rate
+    assert budget.allows(C, "bob", now + timedelta(hours=2), 5, 4)
+    # carol: q3 (within the week, helped); q1 is older than a week and counts no more.
+    assert not budget.allows(C, "carol", now, 1, 1)
+    assert budget.allows(C, "carol", now, 1, 2)
+    assert budget.allows(C, "dave", now, 1, 3)
+
+
+def test_longest_cooldown_looks_at_every_community_and_room() -> None:
+    settings = Settings.model_validate({
+        "nudges": {"asker_cooldown_days": 2},
+        "communities": {"c1": {"nudges": {"asker_cooldown_days": 3},
+                               "rooms": {"slow": {"nudges": {"asker_cooldown_days": 9}}}},
+                        "c2": {"nudges": {"asker_cooldown_days": 0}}},
+    })
+    assert longest_cooldown(settings) == timedelta(days=9)
+    assert longest_cooldown(Settings()) == timedelta(days=7)
+
+
+async def test_ping_budget_holds_across_restarts() -> None:
+    """The week of `test_engine_pings_a_helper_at_most_once_a_day_and_three_times_a_week`, restarted twice a day."""
+    bot = await TestBot(FakeStore(), _settings(asker_cooldown_days=0)).start()
+    await bot.lines(HELPERS)
+    for i in range(16):
+        q = await ask(bot, f"asker{i}", f"How do I pin the version of tool number {i} in the lockfile?")
+        await bot.wait("2h")
+        if any(a.question == q for a in bot.of("nudge", 2) if "bob" in a.mentions):
+            await bot.lines(f"/as bob\n/reply {label(bot, q)} Add it to constraints.txt with an exact version.")
+        await bot.wait("10h")
+        bot = await restart(bot, i + 2)
+    assert mentioned(bot, "bob") == [START + timedelta(hours=2), START + timedelta(days=1, hours=2),
+                                     START + timedelta(days=2, hours=2), START + timedelta(days=7, hours=14)]
+
+
+async def test_a_helper_pinged_then_restarted_is_not_pinged_again_the_same_day() -> None:
+    bot = await TestBot(FakeStore(), _settings(asker_cooldown_days=0)).start()
+    await bot.lines(HELPERS)
+    q1 = await ask(bot, "alice", "How do I pin the version of the linter in the lockfile?")
+    await bot.wait("2h")
+    assert "bob" in bot.of("nudge", 2)[-1].mentions
+    bot = await restart(bot, 2)
+    q2 = await ask(bot, "carol", "How do I pin the version of the formatter in the lockfile?")
+    await bot.wait("3h")
+    assert [a.mentions for a in bot.of("nudge", 2) if a.question == q2] == [()]  # nobody left to ask today
+    assert q1 != q2
+
+
+async def test_halved_rate_holds_across_a_restart_and_an_answer_after_it_resets_it() -> None:
+    """`test_engine_halves_the_rate_of_a_helper_who_ignored_two_pings_and_resets_it_after_help`, restarted daily
+    between each ping and its answer: the outcome of a ping sent before a restart still counts after it."""
+    bot = await TestBot(FakeStore(), _settings(asker_cooldown_days=0, pings_per_week=7)).start()
+    await bot.lines(HELPERS)
+    pinged_days = []
+    for day in range(6):
+        q = await ask(bot, f"asker{day}", f"Why does the deploy number {day} hang on the migration step?")
+        await bot.wait("2h")
+        if any(a.question == q for a in bot.of("nudge", 2) if "bob" in a.mentions):
+            pinged_days.append(day)
+        bot = await restart(bot, day + 2)  # between the ping and its answer
+        who = "carol" if day < 3 else "bob"
+        await bot.lines(f"/as {who}\n/reply {label(bot, q)} The lock is held by a stale session; kill it.")
+        await bot.wait("22h")
+    # Days 0 and 1 ignored: day 2 skipped (a day's ping stretches over two days); bob helps from day 3: back to
+    # one a day.
+    assert pinged_days == [0, 1, 3, 4, 5]
+
+
+async def test_asker_cooldown_holds_across_a_restart() -> None:
+    bot = await TestBot(FakeStore(), _settings(asker_cooldown_days=7)).start()
+    q1 = await ask(bot, "alice", "How can I rotate the signing keys without downtime?")
+    await bot.wait("1h")
+    assert nudges_for(bot, q1) == [1]
+    bot = await restart(bot, 2)
+    q2 = await ask(bot, "alice", "How can I rotate the deploy tokens without downtime?")
+    q3 = await ask(bot, "dave", "How can I rotate the webhook secrets without downtime?")
+    await bot.wait("1h")
+    assert nudges_for(bot, q2) == []  # alice had her reminder less than 7 days ago, in another process
+    assert nudges_for(bot, q3) == [1]
+    await bot.wait("7d")
+    bot = await restart(bot, 3)
+    q4 = await ask(bot, "alice", "How can I rotate the database passwords without downtime?")
+    await bot.wait("1h")
+    assert nudges_for(bot, q4) == [1]
+
+
+async def test_asker_cooldown_counts_from_when_a_late_reminder_went_out() -> None:
+    bot = await TestBot(FakeStore(), _settings(asker_cooldown_days=7)).start()
+    await bot.lines("/as mod\n/admin\n!lien pause")
+    q1 = await ask(bot, "alice", "How can I rotate the signing keys without downtime?")
+    await bot.wait("8d")
+    await bot.lines("/as mod\n!lien resume")  # the reminder due 8 days ago goes out now
+    await bot.wait("1m")
+    assert nudges_for(bot, q1) == [1]
+    bot = await restart(bot, 2)
+    q2 = await ask(bot, "alice", "How can I rotate the deploy tokens without downtime?")
+    await bot.wait("1h")
+    assert nudges_for(bot, q2) == []
 
 
 # -- reciprocity ranking and `!lien why` -----------------------------------------------------------------------

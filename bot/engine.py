@@ -19,8 +19,9 @@ from bot.config import Settings
 from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Message, Reaction
 from bot.gate import OutboundGate
 from bot.guards import Guard
+from bot.help_edges import edges_of
 from bot.members import MemberDirectory
-from bot.model import HelpEdge, MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
+from bot.model import MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
 from bot.nudges import (
     AnswerTimes,
     JoinWave,
@@ -269,15 +270,18 @@ class Engine:
         return await self._apply(tx, changes)
 
     async def _load_refs(self, tx: Tx, community: str, ids: Iterable[str]) -> None:
-        """Fetch from storage the messages and questions the tracker no longer holds in memory."""
+        """Fetch from storage the messages and questions the tracker no longer holds in memory; a question comes
+        back with all its answers (as `start` loads them): later links and thanks refer to them."""
         for mid in ids:
             meta = await tx.messages.get(community, mid)
             q = await tx.questions.get(community, mid)
             answers = await tx.answers.for_message(community, mid)
             linked = [await tx.questions.get(community, a.question) for a in answers]
-            self.tracker.remember(
-                [meta] if meta else [], [x for x in [q, *linked] if x is not None], answers
-            )
+            questions = [x for x in [q, *linked] if x is not None]
+            for x in questions:
+                if x.answers and self.tracker.get(community, x.id) is None:
+                    answers += await tx.answers.for_question(community, x.id)
+            self.tracker.remember([meta] if meta else [], questions, answers)
 
     def _on_join(self, event: MemberJoin) -> list[Action]:
         ns = self.settings.room(event.community).nudges
@@ -299,27 +303,24 @@ class Engine:
 
     async def _apply(self, tx: Tx, changes: list[Change]) -> list[Action]:
         actions: list[Action] = []
+        now = self.clock.now()
         for ch in changes:
             q = ch.question
             tx.questions.save(q)
+            if isinstance(ch, Linked):
+                tx.answers.add(ch.answer)
+            for edge in edges_of(ch, now):
+                tx.edges.add(edge)
+                self.room_help.add(edge)
             match ch:
                 case Opened():
                     await self._load_answer_times(tx, q.community, q.room)
                     self._plan(tx, q, 1)
                 case Linked(answer=a):
-                    tx.answers.add(a)
-                    edge = HelpEdge(q.community, q.room, a.author, q.author, q.id, "answer", a.ts)
-                    tx.edges.add(edge)
-                    self.room_help.add(edge)
                     if q.answered_by == a.message and q.first_answer_ts is not None:
                         self._record_delay(q)
                     self._settle(tx, q, helpers={a.author})
                 case Resolved(credited=credited):
-                    ts = q.resolved_ts or self.clock.now()
-                    for who in credited:
-                        edge = HelpEdge(q.community, q.room, who, q.author, q.id, "credit", ts)
-                        tx.edges.add(edge)
-                        self.room_help.add(edge)
                     self._settle(tx, q, helpers=set(credited))
                 case Withdrawn():
                     self._settle(tx, q, helpers=set())

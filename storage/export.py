@@ -1,5 +1,5 @@
 """Read-only exports of lien's history for health metrics and `lien report`: questions and help edges as core
-dataclasses, from a live database or from a replay of an events file on a temporary database.
+dataclasses, from a live database or from an in-memory replay of an events file (`replay_history`).
 
 Reads take an `AsyncConnection` (so a repository can call them inside its own transaction, after flushing) or go
 through `load_history`, which opens its own. Repeated strings (communities, rooms, authors) are shared, so a
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, Table, func, select, union_all
@@ -205,18 +203,13 @@ async def replay_into(engine: AsyncEngine, events: Iterable[Event], settings: Se
     await sim.run(events, lambda _action: None, until)
 
 
-async def replay_history(events: Iterable[Event], settings: Settings, *, until: datetime | None = None,
-                         workdir: Path | None = None) -> History:
-    """Replay `events` on a fresh SQLite database (`replay_into`) and return its history (`load_history`).
+async def replay_history(events: Iterable[Event], settings: Settings, *, until: datetime | None = None) -> History:
+    """Replay `events` in memory (`bot.history.replay_history`: the question tracker and the engine's help edges,
+    no nudges, no database) and return every question and help edge, sorted as `load_history` returns them.
 
-    The database lives in `workdir` (kept) or in a temporary folder (removed).
+    `until` is when unanswered questions are judged stale or still open (default: the last event). A database
+    replay through the whole engine, nudges included, is `replay_into`.
     """
-    from storage.db import make_engine
+    from bot.history import replay_history as replay
 
-    with tempfile.TemporaryDirectory(prefix="lien-report-") as tmp:
-        engine = make_engine(f"sqlite+aiosqlite:///{(workdir or Path(tmp)) / 'report.db'}")
-        try:
-            await replay_into(engine, events, settings, until=until)
-            return await load_history(engine)
-        finally:
-            await engine.dispose()
+    return replay(events, settings, until=until)

@@ -400,3 +400,27 @@ async def test_ping_budget_and_asker_cooldown_hold_across_restarts_on_sqlite(
         await bot.wait("1h")
         reminded = [a.question for a in bot.of("nudge", 1)]
         assert first in reminded and daves in reminded and second not in reminded
+
+
+async def test_a_reply_to_an_evicted_answered_question_links_beside_its_earlier_answer(
+    sql_store: SqlStore, tmp_path: Path
+) -> None:
+    """An answered question idle for days leaves memory; a late reply to it reloads it with its answers and links
+    (this crashed when the question came back without them)."""
+    bot = await TestBot(sql_store, Settings.model_validate({"nudges": {"quiet_hours": {"enabled": False}}})).start()
+    await bot.lines(f"""
+/as {CAROL}
+How do I make the CI run only on the main branch?
+/wait 3m
+/as {ALICE}
+/reply m1 Add a branches filter under on push in the workflow file.
+/wait 4d
+/as {DAVE}
+Morning all, the release notes are out.
+/as {BOB}
+/reply m1 Or use a rules block with a branch condition.
+""")
+    assert bot.engine.tracker.get(C, bot.id("m1")) is not None  # reloaded by the late reply
+    with contextlib.closing(sqlite3.connect(tmp_path / "lien.db")) as db:
+        answers = db.execute("SELECT author FROM answers WHERE question = ? ORDER BY ts", (bot.id("m1"),)).fetchall()
+    assert answers == [(ALICE,), (BOB,)]

@@ -22,23 +22,28 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Final
 
 from adapters.importing import (
+    Entry,
     FatalInputError,
     describe,
+    entry,
+    iso_stamp,
+    message_head,
+    message_line,
     need_id,
     need_obj,
     opt_bool,
     opt_list,
     opt_obj,
     opt_str,
+    reaction_line,
     reason_name,
 )
 from adapters.jsonl import parse_ts
 from bot.errors import InputError
-from bot.events import Event, MemberJoin, Message, Reaction
+from bot.events import MemberJoin
 
 __all__ = ["PLATFORM", "DiscordTranslator"]
 
@@ -62,6 +67,7 @@ class DiscordTranslator:
         self.community = ""
         self.room = ""
         self.thread: str | None = None
+        self._head = ""  # what every message line of this file starts with (see message_head)
 
     def begin(self, header: Mapping[str, Any]) -> None:
         """Read guild and channel; refuse DM exports and files that are not DiscordChatExporter exports."""
@@ -95,9 +101,10 @@ class DiscordTranslator:
             self.room, self.thread = parent, channel_id
         else:
             self.room, self.thread = channel_id, None
+        self._head = message_head(PLATFORM, self.community, self.room)
 
-    def translate(self, record: Any) -> list[Event] | str:
-        """The events of one exported message, or why it has none."""
+    def translate(self, record: Any) -> Entry | list[Entry] | str:
+        """The entries of one exported message's events, or why it has none."""
         if type(record) is not dict:
             raise InputError(f"expected a JSON object, got {describe(record)}")
         kind = record.get("type")
@@ -110,18 +117,21 @@ class DiscordTranslator:
         if kind in JOIN_KINDS:
             author = need_obj(record, "author", "author")
             author_id = need_id(author, "id", "author.id")
-            ts = _timestamp(record)
+            ts = parse_ts(_stamp(record), "", "timestamp")
             if opt_bool(author, "isBot", "author.isBot"):
                 return "bot joined"
-            return [MemberJoin(community=self.community, author=author_id, ts=ts)]
+            return [entry(MemberJoin(community=self.community, author=author_id, ts=ts))]
         return f"system message: {reason_name(kind)}"
 
-    def _message(self, m: dict[str, Any], kind: str) -> list[Event]:
+    def _message(self, m: dict[str, Any], kind: str) -> Entry | list[Entry]:
         # Each field is read directly and checked by type; the helpers only run to build the error.
         mid = m.get("id")
         if type(mid) is not str or not mid:
             mid = need_id(m, "id", "id")
-        ts = _timestamp(m)
+        stamp = m.get("timestamp")
+        if stamp is None:
+            raise InputError("required field is missing", field="timestamp")
+        key, ts = iso_stamp(stamp, "timestamp")
         author = m.get("author")
         if type(author) is not dict:
             author = need_obj(m, "author", "author")
@@ -143,63 +153,75 @@ class DiscordTranslator:
             text = ""
         reply_to = None
         if kind in REPLY_KINDS:
-            reference = opt_obj(m, "reference", "reference")
+            reference = m.get("reference")
             if reference is not None:
+                if type(reference) is not dict:
+                    opt_obj(m, "reference", "reference")
+                reply_to = reference.get("messageId")
+                if reply_to is not None and type(reply_to) is not str:
+                    opt_str(reference, "messageId", "reference.messageId")
                 # A null messageId: the replied-to message was deleted.
-                reply_to = opt_str(reference, "messageId", "reference.messageId") or None
-        mentions: tuple[str, ...] = ()
+                reply_to = reply_to or None
+        mentions: list[str] = []
         mentioned = m.get("mentions")
         if mentioned:
             if type(mentioned) is not list:
                 opt_list(m, "mentions", "mentions")
-            mentions = tuple(dict.fromkeys(_user_id(u, f"mentions[{i}]") for i, u in enumerate(mentioned)))
-        events: list[Event] = [Message(
-            community=self.community, room=self.room, id=mid, ts=ts, author=author_id, text=text,
-            reply_to=reply_to, thread=self.thread, mentions=mentions, is_bot=is_bot, author_name=author_name,
-            platform=PLATFORM,
-        )]
+            mentions = _user_ids(mentioned, "mentions")
+        message = (key, "message", message_line(self._head, mid, ts, author_id, author_name, text, reply_to,
+                                                 self.thread, mentions, is_bot))
         reactions = m.get("reactions")
-        if reactions:
-            if type(reactions) is not list:
-                opt_list(m, "reactions", "reactions")
-            self._reactions(reactions, mid, ts, events)
-        return events
+        if not reactions:
+            return message
+        if type(reactions) is not list:
+            opt_list(m, "reactions", "reactions")
+        entries = [message]
+        self._reactions(reactions, mid, key, ts, entries)
+        return entries
 
-    def _reactions(self, reactions: list[Any], mid: str, ts: datetime, events: list[Event]) -> None:
+    def _reactions(self, reactions: list[Any], mid: str, key: int, ts: str, entries: list[Entry]) -> None:
         for i, r in enumerate(reactions):
-            field = f"reactions[{i}]"
+            # Field names are only made for an error (as in _message).
             if type(r) is not dict:
-                raise InputError(f"expected an object, got {describe(r)}", field=field)
-            emoji = need_obj(r, "emoji", f"{field}.emoji")
-            name = need_id(emoji, "name", f"{field}.emoji.name")
-            emoji_id = opt_str(emoji, "id", f"{field}.emoji.id")
+                raise InputError(f"expected an object, got {describe(r)}", field=f"reactions[{i}]")
+            emoji = r.get("emoji")
+            if type(emoji) is not dict:
+                emoji = need_obj(r, "emoji", f"reactions[{i}].emoji")
+            name = emoji.get("name")
+            if type(name) is not str or not name:
+                name = need_id(emoji, "name", f"reactions[{i}].emoji.name")
+            emoji_id = emoji.get("id")
+            if emoji_id is not None and type(emoji_id) is not str:
+                opt_str(emoji, "id", f"reactions[{i}].emoji.id")
             # Custom emoji keep their id so two servers' ":thanks:" stay apart (as the live adapter does).
-            key = f"{name}:{emoji_id}" if emoji_id else name
+            emoji_key = f"{name}:{emoji_id}" if emoji_id else name
             count = r.get("count")
             if count is not None and (type(count) is not int or count < 0):
-                raise InputError(f"expected a count, got {describe(count)}", field=f"{field}.count")
+                raise InputError(f"expected a count, got {describe(count)}", field=f"reactions[{i}].count")
             users = r.get("users")
             if users is None:
                 self.notes["reactions_without_users"] += count if count is not None else 1
                 continue
             if type(users) is not list:
-                raise InputError(f"expected an array, got {describe(users)}", field=f"{field}.users")
+                raise InputError(f"expected an array, got {describe(users)}", field=f"reactions[{i}].users")
             for j, u in enumerate(users):
-                user_id = _user_id(u, f"{field}.users[{j}]")
+                user_id = u.get("id") if type(u) is dict else None
+                if type(user_id) is not str or not user_id:
+                    user_id = _user_id(u, f"reactions[{i}].users[{j}]")
                 if u.get("isBot") is True:
                     self.notes["bot_reactions"] += 1
                     continue
-                events.append(Reaction(community=self.community, room=self.room, message=mid, author=user_id,
-                                       emoji=key, ts=ts))
+                entries.append((key, "reaction", reaction_line(self.community, self.room, mid, user_id, emoji_key,
+                                                               ts)))
             if count is not None and count > len(users):
                 self.notes["reactions_without_users"] += count - len(users)
 
 
-def _timestamp(m: Mapping[str, Any]) -> datetime:
+def _stamp(m: Mapping[str, Any]) -> Any:
     value = m.get("timestamp")
     if value is None:
         raise InputError("required field is missing", field="timestamp")
-    return parse_ts(value, "", "timestamp")
+    return value
 
 
 _ABSENT: Final = object()
@@ -209,3 +231,14 @@ def _user_id(user: Any, field: str) -> str:
     if type(user) is not dict:
         raise InputError(f"expected a user object, got {describe(user)}", field=field)
     return need_id(user, "id", f"{field}.id")
+
+
+def _user_ids(users: list[Any], field: str) -> list[str]:
+    """The ids of a list of user objects, each once, in order; the first bad one raises."""
+    ids = []
+    for i, user in enumerate(users):
+        uid = user.get("id") if type(user) is dict else None
+        if type(uid) is not str or not uid:
+            uid = _user_id(user, f"{field}[{i}]")
+        ids.append(uid)
+    return list(dict.fromkeys(ids)) if len(ids) > 1 else ids

@@ -25,23 +25,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from adapters.importing import (
+    Entry,
     FatalInputError,
     describe,
+    entry,
+    message_head,
+    message_line,
     need_id,
     opt_list,
     opt_obj,
     opt_str,
+    reaction_line,
     reason_name,
+    unix_ms_stamp,
 )
 from adapters.matrix_events import HTML_FORMAT, pill_mentions, strip_reply_fallback
 from bot.errors import InputError
-from bot.events import Delete, Edit, Event, MemberJoin, MemberLeave, Message, Reaction
+from bot.events import Delete, Edit, MemberJoin, MemberLeave
 
 __all__ = ["PLATFORM", "MatrixTranslator"]
 
 PLATFORM: Final = "matrix"
 TEXT_MSGTYPES: Final = frozenset({"m.text", "m.notice", "m.emote"})
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_YEAR_ONE: Final = datetime(1, 1, 1, tzinfo=UTC)  # of sort keys
 
 
 class MatrixTranslator:
@@ -71,19 +77,19 @@ class MatrixTranslator:
             self._room, self._room_community = room_id, server
         return self._room_community
 
-    def translate(self, record: Any) -> list[Event] | str:
-        """The event one Matrix event means, or why it has none."""
+    def translate(self, record: Any) -> Entry | str:
+        """The entry of the event one Matrix event means, or why it has none."""
         if type(record) is not dict:
             raise InputError(f"expected a JSON object, got {describe(record)}")
         etype = need_id(record, "type", "type")
         event_id = need_id(record, "event_id", "event_id")
         sender = need_id(record, "sender", "sender")
         room = need_id(record, "room_id", "room_id")
-        ts = _timestamp(record)
+        stamp = _timestamp(record)
         content = opt_obj(record, "content", "content") or {}
         community = self._community(room)
         if etype == "m.room.message":
-            return self._message(record, content, community, room, event_id, sender, ts)
+            return self._message(record, content, community, room, event_id, sender, stamp)
         if etype == "m.reaction":
             rel = _relation(content)
             if rel is None or rel.get("rel_type") != "m.annotation":
@@ -92,7 +98,7 @@ class MatrixTranslator:
                 raise InputError("expected an m.annotation relation", field="content.m.relates_to.rel_type")
             target = need_id(rel, "event_id", "content.m.relates_to.event_id")
             key = need_id(rel, "key", "content.m.relates_to.key")
-            return [Reaction(community=community, room=room, message=target, author=sender, emoji=key, ts=ts)]
+            return stamp[0], "reaction", reaction_line(community, room, target, sender, key, stamp[1])
         if etype == "m.room.redaction":
             redacts = record.get("redacts", content.get("redacts"))
             if type(redacts) is not str or not redacts:
@@ -100,17 +106,17 @@ class MatrixTranslator:
                 if redacts is None:
                     raise InputError("required field is missing (top level or in content)", field=field)
                 raise InputError(f"expected a string id, got {describe(redacts)}", field=field)
-            return [Delete(community=community, room=room, id=redacts, ts=ts)]
+            return entry(Delete(community=community, room=room, id=redacts, ts=_datetime(stamp)))
         if etype == "m.room.member":
-            return self._membership(record, content, community, ts)
+            return self._membership(record, content, community, stamp)
         if etype == "m.room.encrypted":
             return "not decrypted at export"
         return f"event type: {reason_name(etype)}"
 
     def _message(
         self, ev: Mapping[str, Any], content: Mapping[str, Any], community: str, room: str, event_id: str,
-        sender: str, ts: datetime,
-    ) -> list[Event] | str:
+        sender: str, stamp: tuple[int, str],
+    ) -> Entry | str:
         if not content or _redacted(ev):
             return "redacted"
         rel = _relation(content)
@@ -122,7 +128,8 @@ class MatrixTranslator:
             if new is None:
                 raise InputError("required field is missing", field="content.m.new_content")
             body = _body(new, "content.m.new_content.body")
-            return [Edit(community=community, room=room, id=original, text=strip_reply_fallback(body), ts=ts)]
+            return entry(Edit(community=community, room=room, id=original, text=strip_reply_fallback(body),
+                               ts=_datetime(stamp)))
 
         msgtype = opt_str(content, "msgtype", "content.msgtype")
         text = _body(content, "content.body") if msgtype in TEXT_MSGTYPES else ""
@@ -150,15 +157,13 @@ class MatrixTranslator:
         formatted = content.get("formatted_body")
         if content.get("format") == HTML_FORMAT and type(formatted) is str:
             mentions.extend(pill_mentions(formatted))
-        return [Message(
-            community=community, room=room, id=event_id, ts=ts, author=sender, text=text, reply_to=reply_to,
-            thread=thread, mentions=tuple(dict.fromkeys(mentions)),
-            # m.notice is the spec's marker for automated senders (as in the live adapter).
-            is_bot=msgtype == "m.notice", platform=PLATFORM,
-        )]
+        # m.notice is the spec's marker for automated senders (as in the live adapter).
+        line = message_line(message_head(PLATFORM, community, room), event_id, stamp[1], sender, None, text,
+                            reply_to, thread, dict.fromkeys(mentions), msgtype == "m.notice")
+        return stamp[0], "message", line
 
     def _membership(self, ev: Mapping[str, Any], content: Mapping[str, Any], community: str,
-                    ts: datetime) -> list[Event] | str:
+                    stamp: tuple[int, str]) -> Entry | str:
         target = need_id(ev, "state_key", "state_key")
         membership = opt_str(content, "membership", "content.membership")
         if membership is None:
@@ -169,14 +174,15 @@ class MatrixTranslator:
         if membership == "join":
             if prev == "join":
                 return "membership: profile change"
-            return [MemberJoin(community=community, author=target, ts=ts)]
+            return entry(MemberJoin(community=community, author=target, ts=_datetime(stamp)))
         # A leave after an invite or a knock is a declined invitation, not a member leaving.
         if membership in ("leave", "ban") and prev not in ("invite", "knock", "leave", "ban"):
-            return [MemberLeave(community=community, author=target, ts=ts)]
+            return entry(MemberLeave(community=community, author=target, ts=_datetime(stamp)))
         return f"membership: {reason_name(membership)}"
 
 
-def _timestamp(ev: Mapping[str, Any]) -> datetime:
+def _timestamp(ev: Mapping[str, Any]) -> tuple[int, str]:
+    """`origin_server_ts` (milliseconds since 1970) as a sort key and a spec timestamp."""
     ms = ev.get("origin_server_ts")
     if type(ms) is not int:
         if ms is None:
@@ -184,9 +190,13 @@ def _timestamp(ev: Mapping[str, Any]) -> datetime:
         raise InputError(f"expected milliseconds since 1970 (an integer), got {describe(ms)}",
                          field="origin_server_ts")
     try:
-        return _EPOCH + timedelta(milliseconds=ms)
+        return unix_ms_stamp(ms)
     except OverflowError:
         raise InputError(f"timestamp out of range: {ms}", field="origin_server_ts") from None
+
+
+def _datetime(stamp: tuple[int, str]) -> datetime:
+    return _YEAR_ONE + timedelta(microseconds=stamp[0])
 
 
 def _relation(content: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -1,11 +1,15 @@
 """Shared plumbing of `lien import`: streaming JSON export reader, bounded-memory time sort, k-way merge, summary.
 
 An export is one JSON object whose `messages` array may hold millions of records. `ExportReader` decodes it
-incrementally (`json.JSONDecoder.raw_decode` over a sliding text buffer), keeps the other top-level members as a
-small header, and yields one record at a time with its 1-based number; the byte offset of the current record is
-computed only when a problem needs it. Each importer (`adapters.import_discord`, `adapters.import_matrix`) turns
-records into core events; events become spec lines exactly as `adapters.jsonl.event_to_dict` + `dumps_line` write
-them (`event_line` builds the two commonest types faster, byte for byte the same: a test pins it).
+incrementally, keeps the other top-level members as a small header, and yields the records in batches with their
+1-based numbers: mostly about 64 KiB of records decoded at once by orjson from the raw bytes, else one at a time by
+`json.JSONDecoder` over a sliding text buffer (the header, the first and last records, anything orjson refuses);
+the byte offset of a record is computed only when a problem needs it. Each importer (`adapters.import_discord`,
+`adapters.import_matrix`) turns a record into entries: sort key, event type and spec line. Lines are exactly what
+`adapters.jsonl.event_to_dict` + `dumps_line` write: messages and reactions, the bulk of an export, are built
+straight from the record's fields by `message_line` and `reaction_line` (which `event_line` uses too; a test pins
+them to the generic path), the rare types go through their `bot.events` dataclass and `event_line`; timestamps in
+the exporter's usual form are read by `iso_stamp` with string operations, the same as `parse_ts` + `format_ts`.
 
 Ordering: output is sorted by `ts`; equal stamps keep file order, then input order. Each file goes through a
 replacement-selection sort holding about `window` lines: in-order input costs one comparison per line, disorder
@@ -34,32 +38,41 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
-from adapters.jsonl import dumps_line, event_to_dict, format_ts
+import orjson
+
+from adapters.jsonl import dumps_line, event_to_dict, format_ts, parse_ts
 from bot.errors import InputError
 from bot.events import TYPE_NAMES, Event, Message, Reaction
 
 __all__ = [
+    "Entry",
     "ExportReader",
     "FatalInputError",
     "ImportSummary",
     "Translator",
     "describe",
+    "entry",
     "event_line",
     "import_files",
+    "iso_stamp",
+    "message_head",
+    "message_line",
     "need_id",
     "need_obj",
     "opt_bool",
     "opt_list",
     "opt_obj",
     "opt_str",
+    "reaction_line",
     "reason_name",
     "run_import",
     "translator_factory",
+    "unix_ms_stamp",
 ]
 
 #: Records whose undecoded text exceeds this are refused (a guard against a file that is not an export).
@@ -80,6 +93,15 @@ _WS = re.compile(r"[ \t\n\r]*")
 _SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
 _STRUCTURE = re.compile(r'["\[\]{},]')
 _STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_B_WS = re.compile(rb"[ \t\n\r]*")
+_B_STRUCTURE = re.compile(rb'["\[\]{},]')
+_B_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+#: Bytes of records the fast path decodes at once (small batches stay in the CPU caches).
+_BATCH: Final = 1 << 16
+#: Bytes handed back by the fast path are decoded for the careful one in pieces of this size.
+_PIECE: Final = 1 << 17
+#: Fast reads refused in a row after which a file is read carefully to its end.
+_MAX_MISSES: Final = 4
 # Sort prefix of a line: 18-digit microseconds since 0001-01-01 UTC, 5-digit file index, 12-digit sequence.
 _EPOCH: Final = datetime(1, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
@@ -101,8 +123,9 @@ class Translator(Protocol):
         """Check the top-level members read before the records; raise FatalInputError when they are unusable."""
         ...
 
-    def translate(self, record: Any) -> list[Event] | str:
-        """The events one record means, or the reason it carries none; InputError (without `where`) if malformed."""
+    def translate(self, record: Any) -> Entry | list[Entry] | str:
+        """The entry (or entries) of the events one record means, or the reason it carries none; InputError
+        (without `where`) if malformed."""
         ...
 
 
@@ -126,11 +149,31 @@ def describe(value: Any) -> str:
     return "object"
 
 
+def _element_start(region: bytes, index: int) -> int:
+    """Offset in `region` (valid JSON values separated by commas) of the value numbered `index` from 0."""
+    depth, i, found = 0, 0, 0
+    while found < index:
+        m = _B_STRUCTURE.search(region, i)
+        assert m is not None
+        c, i = m.group(), m.end()
+        if c == b'"':
+            i = _B_STRING_REST.match(region, i).end()  # type: ignore[union-attr]
+        elif c in b"[{":
+            depth += 1
+        elif c in b"]}":
+            depth -= 1
+        elif depth == 0:
+            found += 1
+    return _B_WS.match(region, i).end()  # type: ignore[union-attr]
+
+
 #: Called with a bad record's error and the skip reason to count (None: report only); raises unless skipping.
 _Bad = Callable[[InputError, str | None], None]
 
 
 _BAD: Final = object()
+#: `ExportReader.json_record` of a record that the careful path read.
+UNREAD: Final = object()
 
 
 class _Truncated(Exception):
@@ -140,10 +183,20 @@ class _Truncated(Exception):
 class ExportReader:
     """Streams the records of one JSON export: the elements of the top-level array `array_key`, in bounded memory.
 
-    Iterate `records(begin, bad)` for `(number, record)` pairs; `begin(header)` is called when the array starts,
-    with the members read so far; `header` holds all other members once iteration is over. A record that is not
-    valid JSON goes to `bad(error, reason)` (which raises, or returns to skip it); damage outside the records
-    raises FatalInputError. `offset()` is the byte offset of the current record.
+    Iterate `batches(begin, bad)` for `(number of the first, records)` pairs, or `records(begin, bad)` for
+    `(number, record)` pairs; `begin(header)` is called when the array starts, with the members read so far;
+    `header` holds all other members once iteration is over. A record that is not valid JSON goes to
+    `bad(error, reason)` (which raises, or returns to skip it); damage outside the records raises FatalInputError.
+    `where(n)` names record `n` of the current batch with its byte offset.
+
+    Two paths read the array. The careful one decodes one record at a time (`json`'s scanner over a text buffer)
+    and words every problem; it reads the header, the first and last records and any stretch the fast one refuses.
+    The fast one cuts the raw bytes where a record ends as the first one did (whitespace, `}`, separator: with a
+    newline before the `}`, an indented export is cut only between records, since strings hold no raw newline) and
+    decodes about `_BATCH` bytes of records in one `orjson.loads`. A stretch that orjson refuses (a malformed
+    record, NaN, invalid UTF-8, a cut inside a string of a compact export) is read again by the careful path, so
+    the records and the errors are the same whichever path reads them; orjson reads an integer beyond 64 bits as a
+    float, hence `json_record` for a record that a translator refuses.
     """
 
     def __init__(self, path: Path, array_key: str = "messages", *, chunk_size: int = _CHUNK,
@@ -152,6 +205,7 @@ class ExportReader:
         self.name = str(path)
         self.array_key = array_key
         self.header: dict[str, Any] = {}
+        #: Records read so far (up to the end of the current batch).
         self.count = 0
         self._chunk = chunk_size
         self._max = max_record
@@ -166,6 +220,16 @@ class ExportReader:
         self._start = 0  # position of the current record in _buf
         #: Bytes read from the file so far (for progress).
         self.bytes_read = 0
+        self._pending = b""  # bytes handed back by the fast path, not decoded yet
+        self._decoded = 0  # byte offset, in the file, of the end of what the decoder was given
+        self._file_done = False
+        self._until = 0  # the careful path hands back to the fast one once past this position of _buf
+        self._sig = b""  # how a record ends and the next begins, e.g. b"\n    },\n    "; empty until learnt
+        self._close = 0  # length of the part of _sig up to its `}`
+        self._exact = False  # _sig has a newline that only a record's end can have: no bracket count needed
+        self._misses = 0  # fast reads refused in a row; at _MAX_MISSES the rest of the file is read carefully
+        self._batch: tuple[int, int, int, bytes] | None = None  # first number, count, byte offset, bytes
+        self._json_batch: tuple[tuple[int, int, int, bytes], list[Any]] | None = None  # _batch as `json` reads it
 
     # -- buffer ---------------------------------------------------------------------------------------------------
 
@@ -173,9 +237,14 @@ class ExportReader:
         """Append the next chunk to the buffer; False when the file is exhausted."""
         if self._eof:
             return False
-        assert self._file is not None
-        chunk = self._file.read(self._chunk)
-        self.bytes_read += len(chunk)
+        if self._pending:
+            # Handed back by the fast path: decoded in small pieces, as the careful path may need only a little.
+            chunk, self._pending = self._pending[:_PIECE], self._pending[_PIECE:]
+        else:
+            assert self._file is not None
+            chunk = self._file.read(self._chunk)
+            self.bytes_read += len(chunk)
+        self._decoded += len(chunk)
         text = self._decoder.decode(chunk, final=not chunk)
         if not chunk:
             self._eof = True
@@ -189,16 +258,37 @@ class ExportReader:
         rest = self._buf[pos:]
         # Bytes decoded so far, minus what is kept: cheaper than measuring the dropped text.
         pending = len(self._decoder.getstate()[0])
-        self._base = self.bytes_read - pending - _utf8_len(rest)
+        self._base = self._decoded - pending - _utf8_len(rest)
         self._buf = rest
+        self._until -= pos
         return 0
 
     def _byte_offset(self, pos: int) -> int:
         return self._base + _utf8_len(self._buf[:pos])
 
-    def offset(self) -> int:
-        """Byte offset, in the file, of the record last yielded or being read."""
+    def offset(self, n: int | None = None) -> int:
+        """Byte offset, in the file, of record `n` of the current batch (default: the record being read)."""
+        batch = self._batch
+        if batch is not None:
+            first, size, base, region = batch
+            index = (self.count if n is None else n) - first
+            if 0 <= index < size:
+                return base + _element_start(region, index)
         return self._byte_offset(self._start)
+
+    def json_record(self, n: int) -> Any:
+        """Record `n` as the careful path reads it when the fast one read it (else `UNREAD`): the two read every
+        value alike but an integer beyond 64 bits, which orjson turns into a float, so a record refused for a
+        number may be good after all."""
+        batch = self._batch
+        if batch is None or not 0 <= n - batch[0] < batch[1]:
+            return UNREAD
+        if self._json_batch is None or self._json_batch[0] is not batch:
+            try:
+                self._json_batch = batch, json.loads(b"[" + batch[3] + b"]")
+            except RecursionError:  # nested deeper than `json` goes (orjson goes a little deeper)
+                return UNREAD
+        return self._json_batch[1][n - batch[0]]
 
     def _skip_ws(self, pos: int) -> int:
         while True:
@@ -269,6 +359,13 @@ class ExportReader:
 
     def records(self, begin: Callable[[dict[str, Any]], None], bad: _Bad) -> Iterator[tuple[int, Any]]:
         """Yield `(number, record)` for each element of the array, in file order (see the class docstring)."""
+        for first, batch in self.batches(begin, bad):
+            for n, record in enumerate(batch, first):
+                self.count = n
+                yield n, record
+
+    def batches(self, begin: Callable[[dict[str, Any]], None], bad: _Bad) -> Iterator[tuple[int, list[Any]]]:
+        """Yield `(number of the first, records)` for consecutive elements of the array, in file order."""
         try:
             self._file = self.path.open("rb")
         except OSError as e:
@@ -280,7 +377,7 @@ class ExportReader:
             if self._peek(pos) == "]":
                 self._after_array(pos + 1)
                 return
-            # The hot loop (one generator frame: this one).
+            # The careful path, one record per turn (one generator frame: this one).
             scan, separator = self._scan, _SEPARATOR.match
             n = 0
             while True:
@@ -290,6 +387,7 @@ class ExportReader:
                 n += 1
                 self.count = n
                 self._start = pos
+                self._batch = None
                 buf = self._buf
                 # Fast path: a whole value followed by a separator, all inside the buffer.
                 try:
@@ -308,13 +406,17 @@ class ExportReader:
                         record = _BAD
                     buf = self._buf
                 if record is not _BAD:
-                    yield n, record
+                    yield n, [record]
                 m = separator(buf, end)
                 if m is not None and m.end() < len(buf):
                     pos = m.end()
-                    if m.group(1) == ",":
-                        continue
-                    break
+                    if m.group(1) == "]":
+                        break
+                    if not self._sig and record is not _BAD:
+                        self._learn(self._start, end, pos)
+                    if self._sig and pos >= self._until and not self._eof and self._misses < _MAX_MISSES:
+                        n, pos = yield from self._fast(pos, n)
+                    continue
                 pos = self._skip_ws(end)
                 c = self._peek(pos)
                 if c == ",":
@@ -332,7 +434,100 @@ class ExportReader:
                 raise self._fatal(f"expected ',' or ']' after message #{n}, found {c!r}", pos)
             self._after_array(pos)
         finally:
+            self._batch = self._json_batch = None
             self._file.close()
+
+    def _learn(self, start: int, end: int, following: int) -> None:
+        """Take how the record `_buf[start:end]` ends, up to the next one at `following`, as the fast path's cut."""
+        buf = self._buf
+        if buf[end - 1] != "}":
+            return
+        close = end - 1
+        while close > start and buf[close - 1] in " \t\r\n":
+            close -= 1
+        self._sig = buf[close:following].encode("ascii")  # whitespace, `}`, `,`
+        self._close = end - close
+        # A newline before the `}` (an indented export), or after it when the record has none (one per line).
+        self._exact = "\n" in buf[close:end] or ("\n" in buf[end:following] and "\n" not in buf[start:end])
+
+    def _fast(self, pos: int, n: int) -> Generator[tuple[int, list[Any]], None, tuple[int, int]]:
+        """The fast path from the careful one's `pos` (a record's start): yields batches until it cannot go on,
+        then hands the rest back; returns the number of the last record read and the careful path's position."""
+        # Leave the text buffer: the bytes from `pos` on, re-encoded (surrogateescape gives back any invalid byte).
+        rest = self._buf[pos:].encode("utf-8", "surrogateescape")
+        held = self._decoder.getstate()[0]
+        base = self._decoded - len(held) - len(rest)  # file offset of data[0]
+        data = rest + held + self._pending
+        self._decoder.reset()
+        self._buf, self._pending = "", b""
+        at, until = 0, 0
+        loads, sig = orjson.loads, self._sig
+        while True:
+            if len(data) - at < 2 * _BATCH and not self._file_done:
+                data = data[at:] + self._read_bytes()
+                base += at
+                at = 0
+            i = data.rfind(sig, at, at + _BATCH)
+            if i < 0:
+                i = data.find(sig, at)  # a record longer than _BATCH
+            if i >= 0 and not self._exact:
+                i = self._balanced(data, at, i)
+            if i < 0:  # no record end in sight (the last record, a huge one): one record the careful way
+                self._misses += 1
+                self._sig = b""  # learnt again from the next record (the first one may have been unusual)
+                break
+            cut = i + self._close
+            region = data[at:cut]
+            try:
+                records = loads(b"[" + region + b"]")
+            except orjson.JSONDecodeError as e:
+                self._misses += 1
+                self._sig = b""
+                # Refused only at its very end, a stretch was likely cut inside a record (the cut was learnt from
+                # an unusual record): the careful path reads one record, learns again, and the fast one retries.
+                # Else (or again) it holds a bad record: the careful path reads the whole stretch.
+                cut_inside = e.pos >= len(e.doc) - 1 and self._misses == 1
+                until = 0 if cut_inside else len(region.decode("utf-8", "surrogateescape"))
+                break
+            self._misses = 0
+            self._batch = (n + 1, len(records), base + at, region)
+            self.count = n + len(records)
+            yield n + 1, records
+            n += len(records)
+            at = i + len(sig)
+        self._batch = None
+        # Back to the careful path at data[at:].
+        self._pending = data[at:]
+        self._buf = ""
+        self._base = self._decoded = base + at
+        self._until = until
+        return n, self._skip_ws(0)
+
+    def _balanced(self, data: bytes, at: int, i: int) -> int:
+        """For a compact export: the last cut at or before `i` after which brackets balance (-1 if none is near)."""
+        for _ in range(8):
+            run = data[at: i + self._close]
+            if run.count(b"{") + run.count(b"[") == run.count(b"}") + run.count(b"]"):
+                return i
+            i = data.rfind(self._sig, at, i)
+            if i < 0:
+                break
+        return -1
+
+    def _read_bytes(self) -> bytes:
+        """The next `2 * _BATCH` bytes of the file or more (fewer at its end), for the fast path."""
+        assert self._file is not None
+        parts: list[bytes] = []
+        size = 0
+        while size < 2 * _BATCH:
+            chunk = self._file.read(self._chunk)
+            if not chunk:
+                self._file_done = True
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        self.bytes_read += size
+        return b"".join(parts)
 
     def _until_array(self) -> int:
         """Read the members before the array into `header`; the position just after its `[`."""
@@ -417,14 +612,10 @@ class ExportReader:
 
     def where(self, n: int) -> str:
         """`file: message #N (byte offset B)` for the current record."""
-        return f"{self.name}: message #{n} (byte offset {self.offset()})"
+        return f"{self.name}: message #{n} (byte offset {self.offset(n)})"
 
 
 # -- sorting ------------------------------------------------------------------------------------------------------
-
-
-def _sort_key(ts: datetime) -> int:
-    return (ts - _EPOCH) // _US
 
 
 class _RunWriter:
@@ -460,19 +651,39 @@ class _FileSorter:
 
     def __init__(self, runs: _RunWriter, file_index: int, window: int) -> None:
         self._runs = runs
-        self._fi = file_index
         self._window = window
         self._queue: list[bytes] = []
         self._heap: list[tuple[int, bytes]] | None = None
         self._seq = 0
+        self._prefix = b"%%018d%05d%%012d" % file_index  # sort prefix: key, this file, sequence
         self._spilled: list[Path] = []
         self._out: IO[bytes] | None = None
         self._out_run = -1
 
+    def add_many(self, keys: list[int], lines: list[bytes]) -> None:
+        """Add output lines, `keys` being their times (microseconds), in input order."""
+        seq = self._seq
+        prefixes = map(self._prefix.__mod__, zip(keys, range(seq + 1, seq + 1 + len(keys)), strict=True))
+        self._seq = seq + len(keys)
+        items = list(map(bytes.__add__, prefixes, lines))
+        queue = self._queue
+        # In order (the usual case): the whole batch joins the queue at once; `sorted` checks it in one pass.
+        if self._heap is None and items and (not queue or items[0] > queue[-1]) and items == sorted(items):
+            queue += items
+            if len(queue) >= 2 * self._window:
+                # Out in batches: the oldest lines go to the current run in one call, `window` of them stay.
+                self._emit_many(queue[: len(queue) - self._window])
+                del queue[: len(queue) - self._window]
+            return
+        for item in items:
+            self._add(item)
+
     def add(self, key: int, line: bytes) -> None:
         """Add one output line whose time is `key` (microseconds)."""
         self._seq += 1
-        item = b"%018d%05d%012d" % (key, self._fi, self._seq) + line
+        self._add(self._prefix % (key, self._seq) + line)
+
+    def _add(self, item: bytes) -> None:
         heap = self._heap
         if heap is None:
             queue = self._queue
@@ -708,46 +919,80 @@ def _import_one(
     progress: _Progress | None,
     done_bytes: int,
 ) -> None:
-    translate, add, line_of = translator.translate, sorter.add, event_line
-    counts: dict[type, int] = dict.fromkeys(TYPE_NAMES, 0)
+    translate = translator.translate
+    counts = dict.fromkeys(TYPE_NAMES.values(), 0)
     try:
-        for n, record in reader.records(translator.begin, bad):
-            if progress is not None and not n & 0xFFF:
-                progress.update(done_bytes + reader.bytes_read, summary.read + n)
-            try:
-                result = translate(record)
-            except FatalInputError as e:
-                raise FatalInputError(e.problem, where=reader.where(n), field=e.field) from None
-            except InputError as e:
-                bad(InputError(e.problem, where=reader.where(n), field=e.field), "bad record")
-                continue
-            if type(result) is str:
-                summary.skip(result)
-                continue
-            try:
-                if len(result) == 1:
-                    ev = result[0]
-                    add((ev.ts - _EPOCH) // _US, line_of(ev).encode())
-                    counts[type(ev)] += 1
+        for first, batch in reader.batches(translator.begin, bad):
+            if progress is not None:
+                progress.update(done_bytes + reader.bytes_read, summary.read + first)
+            keys: list[int] = []
+            lines: list[bytes] = []
+            add_key, add_line = keys.append, lines.append
+            n = first - 1
+            for record in batch:
+                n += 1
+                try:
+                    result = translate(record)
+                except (InputError, ValueError, OverflowError) as e:
+                    result = _refused(translate, reader, n, record, e, bad)
+                    if result is None:
+                        continue
+                if type(result) is tuple:  # one event, the usual case
+                    key, kind, line = result
+                    try:
+                        add_line(line.encode())
+                    except UnicodeEncodeError:
+                        bad(InputError(_NOT_UNICODE, where=reader.where(n)), "bad record")
+                        continue
+                    add_key(key)
+                    counts[kind] += 1
                     continue
-                lines = [((ev.ts - _EPOCH) // _US, line_of(ev).encode()) for ev in result]
-            except UnicodeEncodeError:
-                bad(InputError("text is not valid Unicode (invalid UTF-8 or an unpaired surrogate)",
-                               where=reader.where(n)), "bad record")
-                continue
-            except (ValueError, OverflowError) as e:  # a timestamp that cannot be written
-                bad(InputError(f"cannot be written: {e}", where=reader.where(n)), "bad record")
-                continue
-            for key, line in lines:
-                add(key, line)
-            for ev in result:
-                counts[type(ev)] += 1
+                if type(result) is str:
+                    summary.skip(result)
+                    continue
+                try:
+                    encoded = [(key, kind, line.encode()) for key, kind, line in result]
+                except UnicodeEncodeError:
+                    bad(InputError(_NOT_UNICODE, where=reader.where(n)), "bad record")
+                    continue
+                for key, kind, data in encoded:
+                    add_key(key)
+                    add_line(data)
+                    counts[kind] += 1
+            sorter.add_many(keys, lines)
     finally:
         summary.read += reader.count
-        for cls, count in counts.items():
-            if count:
-                summary.events[TYPE_NAMES[cls]] += count
+        summary.events.update({kind: count for kind, count in counts.items() if count})
 
+
+_NOT_UNICODE: Final = "text is not valid Unicode (invalid UTF-8 or an unpaired surrogate)"
+
+
+def _refused(translate: Callable[[Any], Entry | list[Entry] | str], reader: ExportReader, n: int, record: Any,
+             error: Exception, bad: _Bad) -> Entry | list[Entry] | str | None:
+    """Record `n`, refused by `translate`: translated again as `json` reads it if orjson read it (see
+    `ExportReader.json_record`); then the error is reported (raised, or None once `bad` skipped the record)."""
+    exact = reader.json_record(n)
+    # Only a record that reads otherwise (a big integer: the repr tells an int from a float) is translated again.
+    if exact is not UNREAD and repr(exact) != repr(record):
+        try:
+            return translate(exact)
+        except (InputError, ValueError, OverflowError) as e:
+            error = e
+    if isinstance(error, FatalInputError):
+        raise FatalInputError(error.problem, where=reader.where(n), field=error.field) from None
+    if isinstance(error, InputError):
+        bad(InputError(error.problem, where=reader.where(n), field=error.field), "bad record")
+    else:  # a timestamp that cannot be written
+        bad(InputError(f"cannot be written: {error}", where=reader.where(n)), "bad record")
+    return None
+
+
+# -- spec lines (the bulk types built here, the others by adapters.jsonl; byte for byte the same: tests pin it) ---
+
+
+#: What a translator makes of one event: its sort key (microseconds since 0001-01-01 UTC), its type, its spec line.
+Entry = tuple[int, str, str]
 
 _encode_str = json.encoder.encode_basestring  # what dumps_line uses for strings (ensure_ascii=False)
 _HEADS: dict[tuple[str | None, str, str], str] = {}
@@ -760,42 +1005,11 @@ def _ts_text(ts: datetime) -> str:
     return format_ts(ts)
 
 
-def event_line(event: Event) -> str:
-    """`dumps_line(event_to_dict(event))`, built faster for messages and reactions (the bulk of an export).
-
-    Byte-identical to the generic path (tests pin it); other event types take the generic path.
-    """
-    cls = type(event)
-    if cls is Message:
-        e: Message = event  # type: ignore[assignment]
-        head = _HEADS.get((e.platform, e.community, e.room))
-        if head is None:
-            head = _message_head(e.platform, e.community, e.room)
-        enc = _encode_str
-        parts = [head, enc(e.id), ',"ts":"', _ts_text(e.ts), '","author":', enc(e.author)]
-        if e.author_name is not None:
-            parts += (',"author_name":', enc(e.author_name))
-        parts += (',"text":', enc(e.text))
-        if e.reply_to is not None:
-            parts += (',"reply_to":', enc(e.reply_to))
-        if e.thread is not None:
-            parts += (',"thread":', enc(e.thread))
-        if e.mentions:
-            parts += (',"mentions":[', ",".join(map(enc, e.mentions)), "]")
-        parts.append(',"is_bot":true}\n' if e.is_bot else "}\n")
-        return "".join(parts)
-    if cls is Reaction:
-        r: Reaction = event  # type: ignore[assignment]
-        enc = _encode_str
-        return "".join((
-            '{"type":"reaction","community":', enc(r.community), ',"room":', enc(r.room), ',"message":',
-            enc(r.message), ',"author":', enc(r.author), ',"emoji":', enc(r.emoji), ',"ts":"', _ts_text(r.ts),
-            '"}\n',
-        ))
-    return dumps_line(event_to_dict(event))
-
-
-def _message_head(platform: str | None, community: str, room: str) -> str:
+def message_head(platform: str | None, community: str, room: str) -> str:
+    """The start of a message line, up to `"id":`; the same for every message of a room (cached)."""
+    head = _HEADS.get((platform, community, room))
+    if head is not None:
+        return head
     enc = _encode_str
     head = '{"type":"message",'
     if platform is not None:
@@ -807,6 +1021,109 @@ def _message_head(platform: str | None, community: str, room: str) -> str:
     return head
 
 
+def message_line(head: str, mid: str, ts: str, author: str, author_name: str | None, text: str,
+                 reply_to: str | None, thread: str | None, mentions: Iterable[str], is_bot: bool) -> str:
+    """`dumps_line(event_to_dict(message))` for a message whose `message_head` is `head` and `format_ts` is `ts`."""
+    enc = _encode_str
+    # One f-string: the line is copied once, however many optional fields it has.
+    name = "" if author_name is None else f',"author_name":{enc(author_name)}'
+    reply = "" if reply_to is None else f',"reply_to":{enc(reply_to)}'
+    within = "" if thread is None else f',"thread":{enc(thread)}'
+    mentioned = f',"mentions":[{",".join(map(enc, mentions))}]' if mentions else ""
+    return (f'{head}{enc(mid)},"ts":"{ts}","author":{enc(author)}{name},"text":{enc(text)}{reply}{within}'
+            f'{mentioned}{_BOT_END if is_bot else _END}')
+
+
+_BOT_END: Final = ',"is_bot":true}\n'
+_END: Final = "}\n"
+
+
+def reaction_line(community: str, room: str, message: str, author: str, emoji: str, ts: str) -> str:
+    """`dumps_line(event_to_dict(reaction))`, `ts` being the reaction's `format_ts`."""
+    enc = _encode_str
+    return (f'{{"type":"reaction","community":{enc(community)},"room":{enc(room)},"message":{enc(message)},'
+            f'"author":{enc(author)},"emoji":{enc(emoji)},"ts":"{ts}"}}\n')
+
+
+def event_line(event: Event) -> str:
+    """`dumps_line(event_to_dict(event))`, built faster for messages and reactions (the bulk of an export)."""
+    cls = type(event)
+    if cls is Message:
+        e: Message = event  # type: ignore[assignment]
+        return message_line(message_head(e.platform, e.community, e.room), e.id, _ts_text(e.ts), e.author,
+                            e.author_name, e.text, e.reply_to, e.thread, e.mentions, e.is_bot)
+    if cls is Reaction:
+        r: Reaction = event  # type: ignore[assignment]
+        return reaction_line(r.community, r.room, r.message, r.author, r.emoji, _ts_text(r.ts))
+    return dumps_line(event_to_dict(event))
+
+
+def entry(event: Event) -> Entry:
+    """The entry of an event of any type (importers build the bulk types' lines directly)."""
+    return (event.ts - _EPOCH) // _US, TYPE_NAMES[type(event)], event_line(event)
+
+
+# ISO stamps in the exporter's form, `YYYY-MM-DDTHH:MM:SS.mmm+HH:00`, are read with string operations: per local
+# hour and offset (`YYYY-MM-DDTHH+HH:00`), `_HOURS` holds the hour's sort key and its UTC text up to the minutes.
+_HOURS: dict[str, tuple[int, str] | None] = {}
+_MAX_HOURS: Final = 20_000
+_HOUR_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}[+-][0-9]{2}:00")
+_MINUTES_SECONDS: Final = {f"{i // 60:02d}:{i % 60:02d}": i * 1_000_000 for i in range(3600)}  # "MM:SS" -> µs
+_MILLIS: Final = {f"{i:03d}": i * 1000 for i in range(1000)}
+
+
+def iso_stamp(value: Any, field: str) -> tuple[int, str]:
+    """The sort key and `format_ts` text of an ISO 8601 stamp, read as `parse_ts` reads it (InputError if bad)."""
+    if type(value) is str and len(value) == 29 and value[13] == ":" and value[16] == ":" and value[19] == ".":
+        hour = value[:13] + value[23:]
+        cached = _HOURS.get(hour, _MISSING)
+        if cached is _MISSING:
+            cached = _hour(hour)
+        seconds, millis = _MINUTES_SECONDS.get(value[14:19]), _MILLIS.get(value[20:23])
+        if cached is not None and seconds is not None and millis is not None:
+            start, prefix = cached  # type: ignore[misc]
+            text = f"{prefix}{value[14:23]}000Z" if millis else f"{prefix}{value[14:19]}Z"
+            return start + seconds + millis, text
+    ts = parse_ts(value, "", field)
+    return (ts - _EPOCH) // _US, format_ts(ts)
+
+
+def _hour(hour: str) -> tuple[int, str] | None:
+    """`_HOURS[hour]`, computed (None: not the common form, or a stamp that `parse_ts` refuses)."""
+    cached = None
+    if _HOUR_FORM.fullmatch(hour):
+        try:
+            ts = parse_ts(f"{hour[:13]}:00:00{hour[13:]}", "")
+        except InputError:
+            pass
+        else:
+            cached = (ts - _EPOCH) // _US, format_ts(ts)[:14]  # "YYYY-MM-DDTHH:" in UTC (whole-hour offset)
+    if len(_HOURS) >= _MAX_HOURS:
+        _HOURS.clear()
+    _HOURS[hour] = cached
+    return cached
+
+
+_UNIX_EPOCH_US: Final = (datetime(1970, 1, 1, tzinfo=UTC) - _EPOCH) // _US
+_UNIX_HOURS: dict[int, str] = {}
+
+
+def unix_ms_stamp(ms: int) -> tuple[int, str]:
+    """The sort key and `format_ts` text of milliseconds since 1970; OverflowError when out of datetime's range."""
+    hour, rest = divmod(ms, 3_600_000)
+    prefix = _UNIX_HOURS.get(hour)
+    if prefix is None:
+        ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(hours=hour)
+        prefix = format_ts(ts)[:14]
+        if len(_UNIX_HOURS) >= _MAX_HOURS:
+            _UNIX_HOURS.clear()
+        _UNIX_HOURS[hour] = prefix
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    text = f"{prefix}{minutes:02d}:{seconds:02d}" + (f".{millis:03d}000Z" if millis else "Z")
+    return _UNIX_EPOCH_US + ms * 1000, text
+
+
 def _check_count(reader: ExportReader, summary: ImportSummary) -> None:
     declared = reader.header.get("messageCount")
     if isinstance(declared, int) and not isinstance(declared, bool) and declared != reader.count:
@@ -814,26 +1131,40 @@ def _check_count(reader: ExportReader, summary: ImportSummary) -> None:
                                 f"{reader.count:,} messages")
 
 
+def _ident(body: bytes) -> bytes:
+    """What makes two lines of one time the same event: a message's id (its line up to `ts`), else the line."""
+    return body[: body.find(_TS_FIELD)] if body.startswith(_MESSAGE_LINE) else body
+
+
 def _write_merged(lines: Iterator[bytes], out: IO[bytes], summary: ImportSummary) -> None:
     group = b""
-    seen: set[bytes] = set()
-    write = out.write
+    first = b""  # the first line of the current group (lines of one time)
+    seen: set[bytes] | None = None  # the group's idents, made when a second line of that time comes
+    bodies: list[bytes] = []
+    write, append = out.write, bodies.append
     written = 0
     for item in lines:
         key = item[:_KEY_LEN]
-        if key != group:
-            group = key
-            seen = set()
         body = item[_PREFIX_LEN:]
-        ident = body[: body.find(_TS_FIELD)] if body.startswith(_MESSAGE_LINE) else body
-        if ident in seen:
-            kind = body[9: body.find(b'"', 9)].decode("ascii", "replace")
-            summary.duplicates[kind] += 1
-            summary.events[kind] -= 1
-            continue
-        seen.add(ident)
-        write(body)
-        written += 1
+        if key != group:
+            group, first, seen = key, body, None
+        else:
+            if seen is None:
+                seen = {_ident(first)}
+            ident = _ident(body)
+            if ident in seen:
+                kind = body[9: body.find(b'"', 9)].decode("ascii", "replace")
+                summary.duplicates[kind] += 1
+                summary.events[kind] -= 1
+                continue
+            seen.add(ident)
+        append(body)
+        if len(bodies) >= 4096:
+            written += len(bodies)
+            write(b"".join(bodies))
+            bodies.clear()
+    written += len(bodies)
+    write(b"".join(bodies))
     summary.written = written
 
 

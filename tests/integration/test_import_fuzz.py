@@ -15,8 +15,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from adapters.importing import event_line, import_files, translator_factory
-from adapters.jsonl import dumps_line, event_to_dict, parse_event
+from adapters.importing import event_line, import_files, iso_stamp, translator_factory, unix_ms_stamp
+from adapters.jsonl import dumps_line, event_to_dict, format_ts, parse_event, parse_ts
 from bot.errors import InputError
 from bot.events import Delete, Edit, MemberJoin, Message, Reaction
 
@@ -201,3 +201,63 @@ def test_damaged_samples_only_raise_input_error(workdir: Path, name: str, at: in
     except InputError:
         return
     _check_output(output)
+
+
+# -- timestamps read with string operations are read as parse_ts reads them -------------------------------------
+
+_DIGIT_OR_NOT = st.sampled_from("0123456789") | st.sampled_from("0123456789") | st.sampled_from(
+    list("aT :.+-Z\u0661\u00b2_ "))
+
+
+@st.composite
+def exporter_stamps(draw: st.DrawFn) -> str:
+    """Stamps of the exporter's form `YYYY-MM-DDTHH:MM:SS.mmm+HH:MM`, some valid, some damaged in one place."""
+    ts = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))  # noqa: DTZ001
+    sign = draw(st.sampled_from("+-"))
+    offset = f"{sign}{draw(st.integers(0, 25)):02d}:{draw(st.sampled_from([0, 0, 0, 30, 45, 60])):02d}"
+    stamp = ts.strftime("%Y-%m-%d") + draw(st.sampled_from("TTTt ")) + ts.strftime("%H:%M:%S") \
+        + f".{ts.microsecond // 1000:03d}" + offset
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(stamp) - 1))
+        stamp = stamp[:at] + draw(_DIGIT_OR_NOT) + stamp[at + 1:]
+    return stamp
+
+
+def _reference(value: str) -> tuple[int, str] | str:
+    try:
+        ts = parse_ts(value, "", "timestamp")
+    except InputError as e:
+        return str(e)
+    return (ts - datetime(1, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1), format_ts(ts)
+
+
+@given(stamp=exporter_stamps())
+@example(stamp="2026-01-05T08:00:00.000+00:00")
+@example(stamp="0001-01-01T00:30:00.000+01:00")
+@example(stamp="9999-12-31T23:30:00.000-01:00")
+@example(stamp="2026-01-05T24:00:00.000+00:00")
+@example(stamp="2026-01-05T08:00:60.000+00:00")
+def test_iso_stamp_reads_as_parse_ts_and_writes_as_format_ts(stamp: str) -> None:
+    try:
+        got: tuple[int, str] | str = iso_stamp(stamp, "timestamp")
+    except InputError as e:
+        got = str(e)
+    assert got == _reference(stamp)
+
+
+@given(ms=st.integers(-(10**15), 10**15) | st.integers(-62135596800000 - 5, -62135596800000 + 5)
+       | st.integers(253402300799000 - 5, 253402300799999 + 5))
+def test_unix_ms_stamp_is_the_datetime_arithmetic(ms: int) -> None:
+    try:
+        ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            unix_ms_stamp(ms)
+        return
+    assert unix_ms_stamp(ms) == ((ts - datetime(1, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1), format_ts(ts))
+
+
+def test_iso_stamp_reads_every_minute_second_and_millisecond_as_parse_ts() -> None:
+    stamps = [f"2026-03-02T10:00:00.{ms:03d}+00:00" for ms in range(1000)]
+    stamps += [f"2026-03-02T10:{s // 60:02d}:{s % 60:02d}.000-05:00" for s in range(3600)]
+    assert [iso_stamp(s, "timestamp") for s in stamps] == [_reference(s) for s in stamps]

@@ -298,3 +298,114 @@ def test_out_file_in_a_missing_directory_is_bad_input(tmp_path: Path) -> None:
     target = tmp_path / "missing" / "events.jsonl"
     assert run_import("discord", [DATA / "discord_thread.json"], target, False, False, stderr=err) == 2
     assert err.getvalue().startswith(f"lien import: {target}: cannot write here: No such file or directory")
+
+
+# -- the fast path (orjson over byte batches) reads exactly what the careful one reads ---------------------------
+
+
+def _read_both_ways(path: Path, bad: Any = None) -> tuple[list[tuple[int, Any]], list[int]]:
+    """The records as the reader yields them, and the sizes of the batches it yielded them in."""
+    reader = ExportReader(path)
+    found, sizes = [], []
+    for first, batch in reader.batches(lambda header: None, bad or (lambda error, reason: None)):
+        sizes.append(len(batch))
+        found.extend(enumerate(batch, first))
+    return found, sizes
+
+
+@pytest.mark.parametrize(("layout", "tricky"), [("indented", True), ("one-per-line", True), ("compact", False),
+                                               ("compact", True)])
+def test_the_fast_path_reads_what_json_reads_whatever_the_layout(tmp_path: Path, layout: str, tricky: bool) -> None:
+    # Brackets, braces, commas and the record separator itself inside strings must not end a record.
+    texts = ['{"a": [1, {"b": "}"}]}, ]', "}\n    },\n    {", "]]]] }}}}", "[[[[ {{{{", "\\", '"', "é🙂\u2028\x00"] \
+        if tricky else ["plain text", "é🙂"]
+    messages = [{"id": str(i), "type": "Default", "timestamp": f"2026-03-02T10:{i // 60 % 60:02d}:{i % 60:02d}+01:00",
+                 "content": texts[i % len(texts)] * (i % 3), "author": {"id": str(i % 7), "roles": [{"id": "1"}]},
+                 "reactions": [{"emoji": {"id": "", "name": "👍"}, "count": 1, "users": [{"id": "3"}]}] * (i % 2),
+                 "n": [2**64 - 1, -(2**63), 1.5, 1e-7, 0] if i % 50 == 7 else None}
+                for i in range(3000)]
+    doc = {"guild": {"id": "1"}, "channel": {"id": "5"}, "messages": messages, "messageCount": 3000}
+    if layout == "indented":
+        text = json.dumps(doc, indent=2, ensure_ascii=False)
+    elif layout == "compact":
+        text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = '{"guild": {"id": "1"}, "channel": {"id": "5"}, "messages": [\n' + ",\n".join(
+            json.dumps(m, ensure_ascii=False) for m in messages) + "\n]}"
+    path = tmp_path / "export.json"
+    path.write_text(text, "utf-8")
+    found, sizes = _read_both_ways(path)
+    assert repr([r for _, r in found]) == repr(messages)  # ints stay ints, floats floats
+    assert [n for n, _ in found] == list(range(1, 3001))
+    fast = sum(size for size in sizes if size > 1)
+    if tricky and layout == "compact":
+        return  # cut candidates inside strings: read carefully, at the old speed, but read right
+    assert fast > 2900, f"{fast} of 3000 records read by the fast path"
+
+
+def test_bad_records_among_many_are_reported_at_the_same_places_by_both_paths(tmp_path: Path) -> None:
+    good = '{"id": "%d", "type": "Default", "timestamp": "2026-03-02T10:00:00.%03d+00:00", "content": "ok %d", ' \
+           '"author": {"id": "9", "name": "n"}}'
+    bad_json = {40: '{"id": "40" "x": 1}', 400: "NaN", 700: '{"id": "700", "a": Infinity}', 900: '{"a": "\\ud800"}'}
+    bad_fields = {100: '{"id": "100", "type": "Default"}', 500: '{"id": "500", "type": 3}', 800: "12",
+                  1200: '{"id": "1200", "type": "Default", "timestamp": "2026-03-02T10:00:00.000+00:00", '
+                        '"content": "x", "author": {"id": 5}}'}
+    records = [bad_json.get(i) or bad_fields.get(i) or good % (i, i % 1000, i) for i in range(1500)]
+    head = '{"guild": {"id": "1"}, "channel": {"id": "5"}, "messages": [\n  '
+    raw = (head + ",\n  ".join(records) + "\n]}").encode("utf-8")
+    raw = raw.replace(b"ok 1300", b"ok \xff1300")  # invalid UTF-8 in a written field
+    path = tmp_path / "export.json"
+    path.write_bytes(raw)
+    errors: list[str] = []
+    summary = import_files(translator_factory("discord"), [path], io.BytesIO(), skip_bad=True,
+                           report=errors.append)
+    starts = [raw.index(b'"ok \xff1300' if i == 1300 else (records[i].encode() if i not in (800,) else b"12,"))
+              for i in (40, 100, 400, 500, 700, 800, 900, 1200)]
+    offsets = [int(e.split("byte offset ")[1].split(")")[0]) for e in errors]
+    numbers = [int(e.split("message #")[1].split(" ")[0]) for e in errors]
+    assert numbers == [41, 101, 401, 501, 701, 801, 901, 1201, 1301]
+    assert offsets[:8] == starts
+    assert offsets[8] == raw.rindex(b"\n  ", 0, raw.index(b"ok \xff1300")) + 3
+    assert "invalid JSON: Expecting ',' delimiter at byte offset" in errors[0]
+    assert errors[1].endswith("timestamp: required field is missing")
+    assert errors[7].endswith("author.id: expected a string id, got number")
+    assert errors[8].endswith("text is not valid Unicode (invalid UTF-8 or an unpaired surrogate)")
+    # NaN and Infinity are JSON only to `json`, whose reading counts: NaN is a number, not an object.
+    assert errors[2].endswith("expected a JSON object, got number")
+    assert summary.written == 1500 - 9
+    assert summary.read == 1500
+
+
+def test_an_integer_beyond_64_bits_is_read_as_json_reads_it(tmp_path: Path) -> None:
+    # orjson would read these as floats: the importer must not refuse them, nor count them otherwise.
+    messages = [{"id": str(i), "type": "Default", "timestamp": f"2026-03-02T10:00:{i:02d}.000+00:00", "content": "",
+                 "author": {"id": "9"},
+                 "reactions": [{"emoji": {"name": "x"}, "count": 10**30 if i == 20 else 1, "users": [{"id": "3"}]}]}
+                for i in range(40)]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"guild": {"id": "1"}, "channel": {"id": "5"}, "messages": messages}, indent=2))
+    summary = import_files(translator_factory("discord"), [path], io.BytesIO(), skip_bad=False, report=print)
+    assert summary.written == 80
+    assert summary.notes["reactions_without_users"] == 10**30 - 1
+
+
+def test_records_longer_than_a_batch_or_the_buffer_are_read_between_fast_batches(tmp_path: Path) -> None:
+    messages = [{"id": str(i), "content": ("x" * (3 << 20) if i == 700 else "y" * (200_000 if i % 500 == 9 else 10))}
+                for i in range(2000)]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"guild": {"id": "1"}, "messages": messages}, indent=2), "utf-8")
+    found, sizes = _read_both_ways(path)
+    assert [r for _, r in found] == messages
+    assert sum(size for size in sizes if size > 1) > 1900
+
+
+def test_an_unusual_first_record_does_not_keep_the_rest_from_the_fast_path(tmp_path: Path) -> None:
+    # The cut is learnt from the first record; `{}` ends unlike the indented records after it.
+    messages = [{}, *({"id": str(i), "author": {"id": "9"}, "content": "c"} for i in range(20_000))]
+    path = tmp_path / "export.json"
+    body = "[\n    {},\n" + json.dumps(messages[1:], indent=2)[2:]
+    path.write_text('{"guild": {"id": "1"}, "messages": ' + body + "}", "utf-8")
+    found, sizes = _read_both_ways(path)
+    assert [r for _, r in found] == messages
+    # Nearly all: the refused stretch costs one record (the careful path keeps the last 64 KiB once there).
+    assert sum(size for size in sizes if size > 1) > 19_000

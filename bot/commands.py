@@ -70,6 +70,39 @@ def _looks_like_member(arg: str) -> bool:
     return arg.startswith(("@", "<@")) and not arg.startswith("<@&")
 
 
+def refusal(cmd: Command, max_recipients: int) -> str | None:
+    """Why `cmd` is refused before it runs, whoever asks: "mass" (a mass request), "too_many" (more members than
+    `max_recipients`), "admin" (admins only), "dm_settings" (community settings from a DM); None when admitted.
+    One rule for the live runner and the history replay of `lien report`."""
+    name = cmd.name.lower()
+    if name in REFUSED:
+        return "mass"
+    if sum(1 for a in cmd.args if _looks_like_member(a)) > max_recipients:
+        return "too_many"
+    if name in ADMIN_ONLY and not cmd.is_admin:
+        return "admin"
+    if name in COMMUNITY_SETTINGS and cmd.is_dm:
+        return "dm_settings"
+    return None
+
+
+class CommandRate:
+    """At most COMMANDS_PER_MINUTE commands per member and community in any minute."""
+
+    def __init__(self) -> None:
+        self._recent: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
+
+    def admits(self, cmd: Command) -> bool:
+        """Count `cmd` if it is within the rate; False (and not counted) when over it."""
+        q = self._recent[(cmd.community, cmd.author)]
+        while q and cmd.ts - q[0] >= timedelta(minutes=1):
+            q.popleft()
+        if len(q) >= COMMANDS_PER_MINUTE:
+            return False
+        q.append(cmd.ts)
+        return True
+
+
 Handler = Callable[["Tx", Command, str], Awaitable[list[Action]]]
 
 
@@ -79,7 +112,7 @@ class CommandRunner:
     def __init__(self, engine: Engine, reload_settings: Callable[[], Settings] | None) -> None:
         self.engine = engine
         self.reload_settings = reload_settings
-        self._recent: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
+        self._rate = CommandRate()
         self._told: set[tuple[str, str]] = set()
         self._why: dict[tuple[str, str], str] = {}
         self.table: dict[str, Handler] = {
@@ -105,16 +138,17 @@ class CommandRunner:
         if not self._within_rate(cmd):
             return self._rate_refusal(cmd, lang)
         name = cmd.name.lower()
-        if name in REFUSED:
-            reason, what = REFUSED[name]
-            return [self._refuse(cmd, reason, render.text("refuse_mass", lang, what=what))]
         limit = self.engine.gate.max_recipients
-        if sum(1 for a in cmd.args if _looks_like_member(a)) > limit:
-            return [self._refuse(cmd, "mass_mention", render.text("refuse_too_many", lang, n=limit))]
-        if name in ADMIN_ONLY and not cmd.is_admin:
-            return [self._refuse(cmd, "permission", render.text("refuse_admin", lang))]
-        if name in COMMUNITY_SETTINGS and cmd.is_dm:
-            return [self._refuse(cmd, "permission", render.text("refuse_dm_settings", lang))]
+        match refusal(cmd, limit):
+            case "mass":
+                reason, what = REFUSED[name]
+                return [self._refuse(cmd, reason, render.text("refuse_mass", lang, what=what))]
+            case "too_many":
+                return [self._refuse(cmd, "mass_mention", render.text("refuse_too_many", lang, n=limit))]
+            case "admin":
+                return [self._refuse(cmd, "permission", render.text("refuse_admin", lang))]
+            case "dm_settings":
+                return [self._refuse(cmd, "permission", render.text("refuse_dm_settings", lang))]
         handler = self.table.get(name)
         if handler is None:
             return [self._reply(cmd, render.text("unknown_command", lang, name=render.safe(name, 40),
@@ -124,14 +158,9 @@ class CommandRunner:
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def _within_rate(self, cmd: Command) -> bool:
-        key = (cmd.community, cmd.author)
-        q = self._recent[key]
-        while q and cmd.ts - q[0] >= timedelta(minutes=1):
-            q.popleft()
-        if len(q) >= COMMANDS_PER_MINUTE:
+        if not self._rate.admits(cmd):
             return False
-        q.append(cmd.ts)
-        self._told.discard(key)
+        self._told.discard((cmd.community, cmd.author))
         return True
 
     def _rate_refusal(self, cmd: Command, lang: str) -> list[Action]:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from bot.commands import ADMIN_ONLY, COMMANDS_PER_MINUTE, COMMUNITY_SETTINGS, REFUSED, parse_command
+from bot.commands import CommandRate, parse_command, refusal
 from bot.config import HARD_MAX_RECIPIENTS, NudgeSettings, Settings
 from bot.engine import EVICT_EVERY, LINGER, WINDOW
 from bot.events import Command, Delete, Edit, Event, Message, Reaction
@@ -47,7 +47,6 @@ _Meta = tuple[str, str, datetime, str | None, str | None]
 #: Messages kept (author, time, reply and thread) for references to them that the tracker no longer holds: about
 #: 30 MB. References reach a few thousand messages back in busy rooms (10,705 at most in 100,000 generated events).
 RECENT_MESSAGES = 100_000
-_RATE_WINDOW = timedelta(minutes=1)
 
 
 def stale_after(nudges: NudgeSettings) -> timedelta:
@@ -89,7 +88,7 @@ class HistoryReplay:
         self._evicted_at: datetime | None = None
         self._last: datetime | None = None
         self._room_latest: dict[tuple[str, str], datetime] = {}
-        self._recent_commands: dict[tuple[str, str], deque[datetime]] = {}
+        self._rate = CommandRate()
         self._seen_commands: set[tuple[str, str]] = set()
         self._recent: deque[tuple[dict[str, _Meta], str, _Meta]] = deque()
         self._recent_cap = recent_messages
@@ -206,23 +205,7 @@ class HistoryReplay:
             self._forget(cmd.community, cmd.author)
 
     def _admitted(self, cmd: Command) -> bool:
-        key = (cmd.community, cmd.author)
-        recent = self._recent_commands.get(key)
-        if recent is None:
-            recent = self._recent_commands[key] = deque()
-        while recent and cmd.ts - recent[0] >= _RATE_WINDOW:
-            recent.popleft()
-        if len(recent) >= COMMANDS_PER_MINUTE:
-            return False
-        recent.append(cmd.ts)
-        name = cmd.name.lower()
-        members = sum(1 for a in cmd.args if a.startswith(("@", "<@")) and not a.startswith("<@&"))
-        return not (
-            name in REFUSED
-            or members > self._max_recipients
-            or (name in ADMIN_ONLY and not cmd.is_admin)
-            or (name in COMMUNITY_SETTINGS and cmd.is_dm)
-        )
+        return self._rate.admits(cmd) and refusal(cmd, self._max_recipients) is None
 
     def _go_stale(self, now: datetime) -> None:
         """Questions still open past their ladder's end turn stale, as the engine's last nudge would make them."""

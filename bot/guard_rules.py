@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +43,7 @@ __all__ = [
     "InviteLinkSettings",
     "LinkBurst",
     "LinkBurstSettings",
+    "Marks",
     "MassMention",
     "MassMentionSettings",
     "RaidSettings",
@@ -48,6 +51,7 @@ __all__ = [
     "Seen",
     "Step",
     "features_of",
+    "raw_features",
     "resolution",
     "rules_for",
     "seen",
@@ -199,11 +203,19 @@ _INVITE = re.compile(
 )
 #: Texts longer than this are judged on their start (a rule only needs to tell copies and links apart).
 _MAX_TEXT = 4000
+#: An ASCII text as the digest sees it, in one `bytes.translate` pass: letters lower-cased, digits kept, and every
+#: other byte (not `str.isalnum`) a space, for `replace` to drop (`translate` with bytes to delete would build a
+#: table on every call).
+_ASCII_FOLD = bytes(ord(chr(b).lower()) if chr(b).isalnum() else 32 for b in range(128)) + bytes(range(128, 256))
+#: What the digest drops from any other text: `[\W_]` is exactly `not str.isalnum()` for every code point (see
+#: test_guard_features).
+_NOISE = re.compile(r"[\W_]+")
+_ASCII = frozenset(map(chr, range(128)))
 
 
-@dataclass(frozen=True, slots=True)
-class Features:
-    """What the rules need from one message's text; the text itself is not kept."""
+class Features(NamedTuple):
+    """What the rules need from one message's text; the text itself is not kept. (A named tuple rather than a
+    frozen dataclass: several times quicker to make.)"""
 
     #: Hash of the normalised text (case, width, spacing, punctuation and invisible characters ignored); None
     #: for a text with nothing left to compare (empty, only punctuation or emoji).
@@ -216,23 +228,65 @@ class Features:
 
 def features_of(text: str) -> Features:
     """Extract the features of a message text (pure; the text is not retained)."""
-    text = text[:_MAX_TEXT]
+    return Features(*raw_features(text))
+
+
+def raw_features(text: str) -> tuple[int | None, int, int, tuple[str, ...]]:
+    """`features_of` as a plain tuple: the guard runs this on every message and makes a `Features` only for the
+    few that a rule reads. No step loops over characters in Python: most texts are ASCII and take the bytes path;
+    the others are normalised by `unicodedata` and filtered by one regex.
+    """
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT]
     if text.isascii():
-        plain = text.lower()
+        core = _ascii_core(text)
+        # Every invite, and every link but a bare "www.", has a slash: most texts need no lower-cased copy.
+        plain = text.lower() if "/" in text or "www" in core else ""
     else:
-        # Format characters (zero-width, joiners, bidi controls) are invisible: never part of what a text says.
-        visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-        plain = unicodedata.normalize("NFKC", visible).casefold()
-    core = "".join(ch for ch in plain if ch.isalnum())
+        plain = unicodedata.normalize("NFKC", _visible(text)).casefold()
+        core = _ascii_core(plain) if plain.isascii() else _NOISE.sub("", plain)
     # hash() is keyed per process (SipHash): digests cannot be compared across runs, which is what we want.
     digest = hash(core) if core else None
-    links = len(_LINK.findall(plain)) if ("/" in plain or "www." in plain) else 0
-    invites = len(_INVITE.findall(plain)) if ("discord" in plain or "matrix" in plain) else 0
+    links = invites = 0
+    if "/" in plain:
+        links = len(_LINK.findall(plain))
+        if "discord" in plain or "matrix" in plain:
+            invites = len(_INVITE.findall(plain))
+    elif "www." in plain:
+        links = len(_LINK.findall(plain))
     groups: tuple[str, ...] = ()
     if "@" in text:
         outside = _CODE.sub(" ", text) if "`" in text else text
         groups = tuple((m.group(1) or m.group(2) or "role").lower() for m in _GROUP.finditer(outside))
-    return Features(digest, links, invites, groups)
+    return digest, links, invites, groups
+
+
+def _ascii_core(text: str) -> str:
+    """The letters (lower-cased) and digits of an ASCII text, in two C passes."""
+    return text.encode().translate(_ASCII_FOLD).replace(b" ", b"").decode()
+
+
+def _visible(text: str) -> str:
+    """`text` without format characters (zero-width, joiners, bidi controls): never part of what a text says.
+
+    Only the distinct non-ASCII characters are looked up (there are no format characters in ASCII), and the
+    text is copied only when it holds some.
+    """
+    for ch in set(text) - _ASCII:
+        if unicodedata.category(ch) == "Cf":
+            text = text.replace(ch, "")
+    return text
+
+
+class Marks(NamedTuple):
+    """What a message holds that a rule may act on by itself, whatever the member wrote before it."""
+
+    #: Someone other than the author is mentioned.
+    mentions: bool
+    links: bool
+    invites: bool
+    #: A group ping (see `Features.groups`).
+    groups: bool
 
 
 #: One recent message of a member, as the rules see it: ids, time and features, never text. A plain tuple, read
@@ -262,9 +316,9 @@ class Hit:
     form: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class GuardContext:
-    """A new message and its author's recent activity, for the rules."""
+class GuardContext(NamedTuple):
+    """A new message and its author's recent activity, for the rules (a named tuple: immutable, and quick to make
+    for each message that reaches the rules)."""
 
     community: str
     author: str
@@ -274,7 +328,7 @@ class GuardContext:
     #: When the author joined, if the guard saw it.
     joined_at: datetime | None = None
     #: Per rule, the sequence number up to which messages were already acted on (they no longer count).
-    spent: Mapping[str, int] = field(default_factory=dict)
+    spent: Mapping[str, int] = MappingProxyType({})
 
     @property
     def current(self) -> Seen:
@@ -292,7 +346,7 @@ class GuardContext:
         if span <= 0:
             cur = self.recent[-1]
             return [cur] if cur[SEQ] > spent else []
-        cutoff = now - timedelta(seconds=span)
+        cutoff = now - _span(span)
         out: list[Seen] = []
         for s in reversed(self.recent):
             if s[TS] <= cutoff or s[SEQ] <= spent:
@@ -300,6 +354,12 @@ class GuardContext:
             out.append(s)
         out.reverse()
         return out
+
+
+@lru_cache(maxsize=64)
+def _span(seconds: float) -> timedelta:
+    # A few spans recur (each rule's seconds less a clock resolution): made once, not for every message.
+    return timedelta(seconds=seconds)
 
 
 def resolution(ts: datetime) -> float:
@@ -325,6 +385,15 @@ class Rule(Generic[_S]):
         """A hit when the new message in `ctx` breaks the rule at `now` (the event's time); else None."""
         raise NotImplementedError
 
+    def may_hit(self, recent: int, marks: Marks) -> bool:
+        """False when `check` surely returns None for a message with `marks` from a member with `recent` recent
+        messages (the new one included); a rule that cannot tell says True.
+
+        The guard asks once per kind of message and runs only the rules that may hit: most messages are plain
+        text from members who wrote little lately, and for them no rule runs at all.
+        """
+        return True
+
 
 # -- the rules ----------------------------------------------------------------------------------------------------
 
@@ -343,6 +412,9 @@ class Flood(Rule[FloodSettings]):
             return None
         return Hit(self.name, len(recent), s.max_messages, s.seconds, _where(recent))
 
+    def may_hit(self, recent: int, marks: Marks) -> bool:
+        return self.settings.enabled and recent > self.settings.max_messages
+
 
 class Duplicate(Rule[DuplicateSettings]):
     """The same text again and again, in one room or across rooms."""
@@ -354,10 +426,15 @@ class Duplicate(Rule[DuplicateSettings]):
         digest = ctx.current[DIGEST]
         if not s.enabled or digest is None or len(ctx.recent) <= s.max_repeats:
             return None
+        if [x[DIGEST] for x in ctx.recent].count(digest) <= s.max_repeats:
+            return None  # too few copies at all, so too few in the window (quicker to tell)
         same = [x for x in ctx.window(self.name, s.seconds, now) if x[DIGEST] == digest]
         if len(same) <= s.max_repeats:
             return None
         return Hit(self.name, len(same), s.max_repeats, s.seconds, _where(same))
+
+    def may_hit(self, recent: int, marks: Marks) -> bool:
+        return self.settings.enabled and recent > self.settings.max_repeats
 
 
 class MassMention(Rule[MassMentionSettings]):
@@ -370,19 +447,24 @@ class MassMention(Rule[MassMentionSettings]):
         if not s.enabled:
             return None
         cur = ctx.current
-        here = ((cur[ROOM], cur[ID]),)
         if s.group_mentions and ctx.features.groups:
-            return Hit(self.name, len(ctx.features.groups), 0, 0, here, "group")
+            return Hit(self.name, len(ctx.features.groups), 0, 0, ((cur[ROOM], cur[ID]),), "group")
         if not cur[MENTIONS]:
             return None
         if len(cur[MENTIONS]) > s.max_per_message:
-            return Hit(self.name, len(cur[MENTIONS]), s.max_per_message, 0, here, "message")
+            return Hit(self.name, len(cur[MENTIONS]), s.max_per_message, 0, ((cur[ROOM], cur[ID]),), "message")
+        if sum(len(x[MENTIONS]) for x in ctx.recent) <= s.max_in_window:
+            return None  # too few mentions at all, so too few people in the window (quicker to tell)
         recent = ctx.window(self.name, s.seconds, now)
         people = frozenset().union(*(x[MENTIONS] for x in recent))
         if len(people) <= s.max_in_window:
             return None
         return Hit(self.name, len(people), s.max_in_window, s.seconds, _where([x for x in recent if x[MENTIONS]]),
                    "window")
+
+    def may_hit(self, recent: int, marks: Marks) -> bool:
+        s = self.settings
+        return s.enabled and (marks.mentions or (s.group_mentions and marks.groups))
 
 
 class InviteLink(Rule[InviteLinkSettings]):
@@ -399,6 +481,9 @@ class InviteLink(Rule[InviteLinkSettings]):
         cur = ctx.current
         return Hit(self.name, ctx.features.invites, 0, 0, ((cur[ROOM], cur[ID]),))
 
+    def may_hit(self, recent: int, marks: Marks) -> bool:
+        return self.settings.enabled and marks.invites
+
 
 class LinkBurst(Rule[LinkBurstSettings]):
     """Many links in a short time by one member."""
@@ -414,6 +499,9 @@ class LinkBurst(Rule[LinkBurstSettings]):
         if total <= s.max_links:
             return None
         return Hit(self.name, total, s.max_links, s.seconds, _where(recent))
+
+    def may_hit(self, recent: int, marks: Marks) -> bool:
+        return self.settings.enabled and marks.links
 
 
 #: Every rule, in the order hits are reported (the most specific first).

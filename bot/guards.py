@@ -17,15 +17,27 @@ import logging
 import sys
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from bot import render
 from bot.actions import Action, DeleteMessage, Reply, Report, Timeout
 from bot.events import MemberJoin, Message
-from bot.guard_rules import TS, GuardContext, GuardSettings, Hit, Rule, Seen, Step, features_of, rules_for, seen
+from bot.guard_rules import (
+    TS,
+    Features,
+    GuardContext,
+    GuardSettings,
+    Hit,
+    Marks,
+    Rule,
+    Seen,
+    Step,
+    raw_features,
+    rules_for,
+)
 from bot.nudges import JoinWave
 
 __all__ = ["Guard", "GuardSettings", "MemoryStrikes", "RoomView", "StrikeBook"]
@@ -48,6 +60,11 @@ _SWEEP_CATCH_UP = 2048
 _NOTHING_SPENT: Mapping[str, int] = MappingProxyType({})
 #: Distinct settings objects whose rules are cached (config reloads create new ones).
 _MAX_CACHED = 4096
+#: Kinds of message whose rules are remembered per settings (a few dozen are common; up to 16 x _MAX_RECENT exist).
+_MAX_KINDS = 512
+#: Times that compare before and after any event's (aware) time.
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 class RoomView(Protocol):
@@ -114,11 +131,32 @@ class _Raid:
     room: str | None
 
 
+#: A kind of message, as the rules' `may_hit` sees it: recent messages of its author, then the `Marks` fields.
+_Kind = tuple[int, bool, bool, bool, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleSet:
+    """The rules of some settings, and which of them may hit each kind of message (asked once per kind)."""
+
+    rules: tuple[Rule[Any], ...]
+    picked: dict[_Kind, tuple[Rule[Any], ...]] = field(default_factory=dict)
+
+    def pick(self, kind: _Kind) -> tuple[Rule[Any], ...]:
+        """The rules, in order, that may hit this kind of message."""
+        if len(self.picked) >= _MAX_KINDS:
+            self.picked.clear()
+        recent, mentions, links, invites, groups = kind
+        marks = Marks(mentions, links, invites, groups)
+        found = self.picked[kind] = tuple(r for r in self.rules if r.may_hit(recent, marks))
+        return found
+
+
 @dataclass(slots=True)
 class _Rules:
     settings: GuardSettings
-    normal: tuple[Rule[Any], ...]
-    strict: tuple[Rule[Any], ...]
+    normal: _RuleSet
+    strict: _RuleSet
     horizon: timedelta
     join_memory: timedelta
     strike_window: timedelta
@@ -157,6 +195,10 @@ class Guard:
         self.stats: Counter[str] = Counter()
         self._seq = 0
         self._next_sweep: datetime | None = None
+        #: Before then, no member is idle and no join old enough to drop (see `_prune`), and which member was the
+        #: oldest when that was worked out.
+        self._prune_at = _EARLIEST
+        self._oldest_member: tuple[str, str] | None = None
         # The longest horizons seen in any settings: what the sweep must keep.
         self._keep = timedelta(0)
         self._keep_joins = timedelta(0)
@@ -172,38 +214,34 @@ class Guard:
         """
         view = self._settings_for(m.community, m.room)
         gs = view.guard
-        t = min(m.ts, now)
-        actions = self._expire(m.community, t, now)
-        if (not gs.enabled or is_moderator or m.author in gs.exempt
-                or (m.community, m.author) in self._moderators):
+        t = m.ts if m.ts <= now else now
+        actions = self._expire(m.community, t, now) if m.community in self._raids else []
+        key = (m.community, m.author)
+        if not gs.enabled or is_moderator or m.author in gs.exempt or key in self._moderators:
             return actions
-        cached = self._rules(gs)
+        cached = self._cache.get(id(gs))
+        if cached is None or cached.settings is not gs:
+            cached = self._rules(gs)
         if self._next_sweep is None or t >= self._next_sweep:
             self._sweep(t)
-        key = (m.community, m.author)
-        members = self._members
-        before = members.get(key, ())
-        if before:
-            t = max(t, before[-1][TS])  # out of order: keep each member's window in time order
-        feats = features_of(m.text)
-        self._seq += 1
-        mentions = tuple(dict.fromkeys(m.mentions)) if m.mentions else ()
-        if m.author in mentions:
-            mentions = tuple(x for x in mentions if x != m.author)
-        cutoff = t - cached.horizon
-        old = max(0, len(before) + 1 - _MAX_RECENT)
-        while old < len(before) and before[old][TS] <= cutoff:
-            old += 1
-        # Room names repeat across hundreds of thousands of records: share one copy.
-        entry = seen(self._seq, t, sys.intern(m.room), m.id, feats.digest, feats.links, mentions)
-        recent = (*before[old:], entry)
-        members[key] = recent
-        members.move_to_end(key)
-        self._prune(t)
+        digest, links, invites, groups = raw_features(m.text)
+        mentions = _mentioned(m) if m.mentions else ()
+        recent = self._remember(key, m, t, cached.horizon, digest, links, mentions)
+        t = recent[-1][TS]
+        if t >= self._prune_at:
+            self._prune(t)
         joined = self._joined.get(key)
         strict = joined is not None and self._is_recent_in_raid(m.community, joined, t, gs)
-        ctx = GuardContext(m.community, m.author, feats, recent, joined, self._spent.get(key, _NOTHING_SPENT))
-        hits = [h for rule in (cached.strict if strict else cached.normal) if (h := rule.check(ctx, t)) is not None]
+        ruleset = cached.strict if strict else cached.normal
+        kind = (len(recent), bool(mentions), links > 0, invites > 0, bool(groups))
+        rules = ruleset.picked.get(kind)
+        if rules is None:
+            rules = ruleset.pick(kind)
+        if not rules:
+            return actions  # most messages: plain text from a member who wrote little lately
+        ctx = GuardContext(m.community, m.author, Features(digest, links, invites, groups), recent, joined,
+                           self._spent.get(key, _NOTHING_SPENT))
+        hits = [h for rule in rules if (h := rule.check(ctx, t)) is not None]
         if not hits:
             return actions
         spent = self._spent.setdefault(key, {})
@@ -213,6 +251,34 @@ class Guard:
         actions += self._decide(view, m, hits, t, now, strict=strict, window=cached.strike_window)
         actions += self._count_hit(m.community, m.author, m.room, t, now)
         return actions
+
+    def _remember(self, key: tuple[str, str], m: Message, t: datetime, horizon: timedelta, digest: int | None,
+                  links: int, mentions: tuple[str, ...]) -> tuple[Seen, ...]:
+        """Add the message to its author's recent ones (those older than `horizon` dropped); returns them all."""
+        members = self._members
+        before = members.get(key)
+        self._seq += 1
+        if before and before[-1][TS] > t:
+            t = before[-1][TS]  # out of order: keep each member's window in time order
+        # A `Seen` as `seen()` makes it, spelt out since this runs for every message. Room names repeat across
+        # hundreds of thousands of records: share one copy.
+        entry: Seen = (self._seq, t, sys.intern(m.room), m.id, digest, links, mentions)
+        if before is None:
+            if not members:
+                self._prune_at = _EARLIEST  # the first member is the oldest one
+            recent: tuple[Seen, ...] = (entry,)
+            members[key] = recent  # a new key goes last, where the most recently active are
+            return recent
+        cutoff = t - horizon
+        old = len(before) + 1 - _MAX_RECENT if len(before) >= _MAX_RECENT else 0
+        while old < len(before) and before[old][TS] <= cutoff:
+            old += 1
+        recent = before[old:] + (entry,)  # noqa: RUF005 (quicker than unpacking into a new tuple)
+        members[key] = recent
+        members.move_to_end(key)
+        if key == self._oldest_member:
+            self._prune_at = _EARLIEST  # the oldest member is the oldest no more
+        return recent
 
     def on_join(self, j: MemberJoin, now: datetime) -> list[Action]:
         """Note a join (for invite links and raid mode); returns a raid report when it completes a join wave."""
@@ -283,6 +349,7 @@ class Guard:
         self._quiet.pop(key, None)
         self._moderators.discard(key)
         self.strikes.clear(community, member)
+        self._prune_at = _EARLIEST  # the oldest ones may be gone
 
     def sizes(self) -> dict[str, int]:
         """How much state is held (members, joins, raids, cached settings): for tests and the load benchmark."""
@@ -404,7 +471,7 @@ class Guard:
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         found = self._cache[id(gs)] = _Rules(
-            gs, rules_for(gs), rules_for(gs.stricter()), gs.horizon(),
+            gs, _RuleSet(rules_for(gs)), _RuleSet(rules_for(gs.stricter())), gs.horizon(),
             timedelta(minutes=max(gs.invite_link.new_member_minutes, gs.raid.recent_join_minutes)),
             timedelta(minutes=gs.escalation.window_minutes),
         )
@@ -414,42 +481,68 @@ class Guard:
         return found
 
     def _prune(self, t: datetime) -> None:
-        """Drop a few members idle for longer than any rule looks back, and a few joins too old to matter."""
+        """Drop a few members idle for longer than any rule looks back, and a few joins too old to matter.
+
+        Every join and, once `_prune_at` has come, a message lead here; this notes when the oldest member and the
+        oldest join fall due, so that until then messages skip it. That time is reset when the oldest member
+        writes again or entries go otherwise (`forget`, `_sweep`); joins are added only by `on_join`, which always
+        comes here. (The keeps only grow, which can make the time early, never late.)
+        """
         members, idle = self._members, t - self._keep
+        members_due = _EARLIEST  # after _PRUNE_STEP drops, more may be idle: look again at the next message
         for _ in range(_PRUNE_STEP):
             if not members:
+                members_due = _NEVER  # until a member writes
                 break
             key = next(iter(members))
-            if members[key][-1][TS] > idle:
+            last = members[key][-1][TS]
+            if last > idle:
+                self._oldest_member, members_due = key, last + self._keep
                 break
             del members[key]
             self._spent.pop(key, None)
         joined, old = self._joined, t - self._keep_joins
+        joins_due = _EARLIEST
         for _ in range(_PRUNE_STEP):
             if not joined:
+                joins_due = _NEVER  # until a join
                 break
             key = next(iter(joined))
-            if joined[key] > old:
+            at = joined[key]
+            if at > old:
+                joins_due = at + self._keep_joins
                 break
             del joined[key]
+        self._prune_at = min(members_due, joins_due)
 
     def _sweep(self, t: datetime) -> None:
         """Drop small state no rule needs any more: old strikes, ended timeouts, old hit windows, and catch up
         on the pruning of members and joins after a lull."""
         self._next_sweep = t + _SWEEP_EVERY
+        idle, old = t - self._keep, t - self._keep_joins
         for _ in range(_SWEEP_CATCH_UP):
-            if not self._members or next(iter(self._members.values()))[-1][TS] > t - self._keep:
+            if not self._members or next(iter(self._members.values()))[-1][TS] > idle:
                 break
             self._spent.pop(self._members.popitem(last=False)[0], None)
         for _ in range(_SWEEP_CATCH_UP):
-            if not self._joined or next(iter(self._joined.values())) > t - self._keep_joins:
+            if not self._joined or next(iter(self._joined.values())) > old:
                 break
             self._joined.popitem(last=False)
+        self._prune_at = _EARLIEST  # the oldest ones may be gone
         for key in [k for k, until in self._quiet.items() if until <= t]:
             del self._quiet[key]
         self.strikes.prune(t - self._keep_strikes)
-        for community in [c for c, q in self._hits.items() if not q or q[-1][0] <= t - timedelta(days=1)]:
+        day_ago = t - timedelta(days=1)
+        for community in [c for c, q in self._hits.items() if not q or q[-1][0] <= day_ago]:
             del self._hits[community]
+
+
+def _mentioned(m: Message) -> tuple[str, ...]:
+    """The distinct people `m` mentions, its author excluded."""
+    if not m.mentions:
+        return ()
+    mentions = tuple(dict.fromkeys(m.mentions))
+    return tuple(x for x in mentions if x != m.author) if m.author in mentions else mentions
 
 
 def _unique(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

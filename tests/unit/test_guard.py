@@ -270,6 +270,48 @@ def test_memory_stays_bounded_as_members_come_and_go() -> None:
     assert sizes["members"] == 2_000 and sizes["joins"] == 0
 
 
+def test_an_idle_member_goes_at_the_next_message_even_after_the_oldest_one_wrote_again() -> None:
+    """Messages skip pruning until the oldest member falls idle; when that member writes again, the next oldest
+    (here stamped earlier, out of order) must still go as soon as it is idle, as with a look at every message."""
+    h = Harness()  # the rules look back 30 s at most
+    h.say(10, "a", author="a")
+    h.say(2, "b", author="b")  # late: b's last message is older than a's
+    h.say(12, "a again", author="a")  # a is no longer the oldest: b is
+    h.say(31.5, "c", author="c")
+    assert h.guard.sizes()["members"] == 3  # b wrote 29.5 s ago
+    h.say(32.5, "d", author="d")
+    assert h.guard.sizes()["members"] == 3  # b (30.5 s ago) is gone: a, c and d remain
+
+
+def test_an_idle_member_goes_at_the_next_message_after_the_oldest_one_was_forgotten() -> None:
+    h = Harness()
+    h.say(10, "a", author="a")
+    h.say(2, "b", author="b")  # late: b's last message is older than a's
+    h.guard.forget("c1", "a")
+    h.say(32.5, "c", author="c")
+    assert h.guard.sizes()["members"] == 1  # b (30.5 s ago) is gone
+
+
+def test_members_after_a_lull_are_pruned_on_time_too() -> None:
+    short = {"seconds": 5}
+    h = Harness(GuardSettings.model_validate({"flood": short, "duplicate": short, "mass_mention": short,
+                                              "link_burst": short}))  # the rules look back 5 s
+    h.say(0, "a", author="a")
+    h.join(6, "x")  # a is idle and goes: nobody is left
+    h.say(7, "b", author="b")
+    h.say(12.5, "c", author="c")
+    assert h.guard.sizes()["members"] == 1  # b (5.5 s ago) is gone too
+
+
+def test_an_old_join_goes_at_the_next_event() -> None:
+    h = Harness()  # joins matter for 60 minutes (raid mode's recent joins)
+    h.join(0, "j")
+    h.say(3599, "hello", author="u")
+    assert h.guard.sizes()["joins"] == 1
+    h.say(3601, "hello again", author="v")
+    assert h.guard.sizes()["joins"] == 0
+
+
 def test_memory_strikes_prune_and_clear() -> None:
     book = MemoryStrikes()
     assert book.add("c", "m", T0, timedelta(minutes=60)) == 1

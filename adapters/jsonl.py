@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+import orjson
+
 from bot.actions import Action
 from bot.errors import InputError
 from bot.events import (
@@ -320,6 +322,10 @@ def _parse_with_schema(obj: Mapping[str, Any], where: str, kind: str) -> Event |
     return event
 
 
+#: `EventReader._careful` found nothing to parse on the line (blank, comment, or bad and reported).
+_SKIP: Final = object()
+
+
 class EventReader(Iterator[Event]):
     """An iterator of events from a JSONL source, streaming line by line, with counters.
 
@@ -385,41 +391,56 @@ class EventReader(Iterator[Event]):
             names[key] = 1
             log.warning("%s: skipping unknown event type %s (further ones are only counted)", where, _quote(kind))
 
+    def _careful(self, raw: str | bytes, lineno: int) -> Any:
+        """One line decoded by the standard library: the JSON value, or `_SKIP` (blank, comment, or bad and
+        reported through `_bad`). It names the position of an error exactly."""
+        where = f"{self.name}:{lineno}"
+        if type(raw) is bytes:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                self._bad(InputError(f"invalid UTF-8 at byte {e.start + 1}", where=where))
+                return _SKIP
+        else:
+            line = raw  # type: ignore[assignment]
+        if line[:1] != "{":
+            if lineno == 1 and line[:1] == "\ufeff":
+                line = line[1:]
+            stripped = line.strip()
+            if not stripped or stripped.startswith("//"):
+                return _SKIP
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as e:
+            # Not `colno`: the trailing newline would make an unfinished object end on a second line.
+            column = min(e.pos, len(line.rstrip("\r\n"))) + 1
+            self._bad(InputError(f"invalid JSON: {e.msg} (column {column})", where=where))
+        except (ValueError, RecursionError) as e:
+            problem = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            self._bad(InputError(f"invalid JSON: {problem}", where=where))
+        return _SKIP
+
     def _events(self, lines: Iterable[str | bytes]) -> Iterator[Event]:
         name = self.name
         lineno = 0
-        loads = json.loads
-        decode_error = json.JSONDecodeError
+        fast_loads, fast_error = orjson.loads, orjson.JSONDecodeError
         try:
             for raw in lines:
                 lineno += 1
                 self.lines = lineno
-                if type(raw) is bytes:
+                obj: Any = None
+                if type(raw) is bytes and raw[:1] == b"{":
+                    # The fast path: orjson decodes a well-formed object straight from the bytes. Anything it
+                    # refuses (bad UTF-8, bad JSON, NaN, lone surrogates) takes the careful path below, which
+                    # accepts or reports exactly as before.
                     try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        self._bad(InputError(f"invalid UTF-8 at byte {e.start + 1}", where=f"{name}:{lineno}"))
+                        obj = fast_loads(raw)
+                    except fast_error:
+                        obj = None
+                if obj is None:
+                    obj = self._careful(raw, lineno)
+                    if obj is _SKIP:
                         continue
-                else:
-                    line = raw  # type: ignore[assignment]
-                if line[:1] != "{":
-                    if lineno == 1 and line[:1] == "\ufeff":
-                        line = line[1:]
-                    stripped = line.strip()
-                    if not stripped or stripped.startswith("//"):
-                        continue
-                try:
-                    obj = loads(line)
-                except decode_error as e:
-                    # Not `colno`: the trailing newline would make an unfinished object end on a second line.
-                    column = min(e.pos, len(line.rstrip("\r\n"))) + 1
-                    problem = f"invalid JSON: {e.msg} (column {column})"
-                    self._bad(InputError(problem, where=f"{name}:{lineno}"))
-                    continue
-                except (ValueError, RecursionError) as e:
-                    problem = "nested too deeply" if isinstance(e, RecursionError) else str(e)
-                    self._bad(InputError(f"invalid JSON: {problem}", where=f"{name}:{lineno}"))
-                    continue
                 if type(obj) is not dict:
                     problem = f"expected a JSON object, got {_json_type(obj)}"
                     self._bad(InputError(problem, where=f"{name}:{lineno}"))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left, insort
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from bot.config import NudgeSettings, QuietHours, Settings
@@ -20,14 +22,14 @@ W_HELPED_ASKER = 2.0
 W_ROOM_HELP = 1.0
 
 
-def quantile(samples: Sequence[float], q: float) -> float:
-    """The q-quantile of `samples` by linear interpolation (samples need not be sorted)."""
-    ordered = sorted(samples)
-    if not ordered:
+def quantile(samples: Sequence[float], q: float, *, ordered: bool = False) -> float:
+    """The q-quantile of `samples` by linear interpolation (`ordered`: they are already sorted, ascending)."""
+    ordered_samples = samples if ordered else sorted(samples)
+    if not ordered_samples:
         raise ValueError("quantile of no samples")
-    pos = (len(ordered) - 1) * q
+    pos = (len(ordered_samples) - 1) * q
     lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    return ordered_samples[lo] + (ordered_samples[hi] - ordered_samples[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +44,14 @@ class Ladder:
         return (self.level1, self.level2, self.level3)[level - 1]
 
 
-def ladder_for(settings: NudgeSettings, first_answer_seconds: Sequence[float]) -> Ladder:
+def ladder_for(settings: NudgeSettings, first_answer_seconds: Sequence[float], *, ordered: bool = False) -> Ladder:
     """Delays that follow the room's own time to first answer, within the configured floors and ceilings."""
     l1 = float(settings.level1_floor_minutes)
     l2 = float(settings.level2_floor_minutes)
     if len(first_answer_seconds) >= settings.min_samples:
-        l1 = max(l1, quantile(first_answer_seconds, settings.level1_quantile) / 60)
-        l2 = max(l2, quantile(first_answer_seconds, settings.level2_quantile) / 60)
+        ordered_samples = first_answer_seconds if ordered else sorted(first_answer_seconds)
+        l1 = max(l1, quantile(ordered_samples, settings.level1_quantile, ordered=True) / 60)
+        l2 = max(l2, quantile(ordered_samples, settings.level2_quantile, ordered=True) / 60)
     l1 = min(l1, settings.level1_ceiling_minutes)
     l2 = min(max(l2, l1), settings.level2_ceiling_minutes)
     l3 = max(float(settings.level3_minutes), l2)
@@ -66,6 +69,8 @@ class AnswerTimes:
     def __init__(self, maxlen: int = 200) -> None:
         self.maxlen = maxlen
         self._samples: dict[tuple[str, str], deque[float]] = {}
+        #: The same samples kept sorted, so that a new ladder (after every first answer) needs no sort.
+        self._sorted: dict[tuple[str, str], list[float]] = {}
         self._loaded_at: dict[tuple[str, str], datetime] = {}
         self._ladders: dict[tuple[str, str], Ladder] = {}
 
@@ -76,7 +81,8 @@ class AnswerTimes:
 
     def load(self, room: tuple[str, str], seconds: Iterable[float], now: datetime) -> None:
         """Replace the room's samples with those read from storage (oldest first)."""
-        self._samples[room] = deque(seconds, maxlen=self.maxlen)
+        samples = self._samples[room] = deque(seconds, maxlen=self.maxlen)
+        self._sorted[room] = sorted(samples)
         self._loaded_at[room] = now
         self._ladders.pop(room, None)
 
@@ -85,14 +91,19 @@ class AnswerTimes:
         samples = self._samples.get(room)
         if samples is None:
             samples = self._samples[room] = deque(maxlen=self.maxlen)
+            self._sorted[room] = []
+        ordered = self._sorted[room]
+        if len(samples) == self.maxlen:
+            del ordered[bisect_left(ordered, samples[0])]  # the oldest leaves the deque below
         samples.append(seconds)
+        insort(ordered, seconds)
         self._ladders.pop(room, None)
 
     def ladder(self, room: tuple[str, str], settings: NudgeSettings) -> Ladder:
         """The room's ladder under `settings` (cached until a sample or the settings change)."""
         found = self._ladders.get(room)
         if found is None:
-            found = self._ladders[room] = ladder_for(settings, self._samples.get(room, ()))
+            found = self._ladders[room] = ladder_for(settings, self._sorted.get(room, ()), ordered=True)
         return found
 
     def settings_changed(self) -> None:
@@ -100,6 +111,7 @@ class AnswerTimes:
         self._ladders.clear()
 
 
+@cache
 def _parse_hhmm(value: str) -> time:
     hours, minutes = value.split(":")
     return time(int(hours), int(minutes))

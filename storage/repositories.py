@@ -479,28 +479,35 @@ class SqlTx:
     async def _scrub_questions(self, community: str, member: str, own_messages: set[str]) -> int:
         answered = select(ANSWERS.c.question).where(ANSWERS.c.community == community, ANSWERS.c.author == member)
         rows = await self._rows(
-            select(QUESTIONS.c.id, QUESTIONS.c.answered_by, QUESTIONS.c.answers, QUESTIONS.c.credited).where(
+            select(QUESTIONS.c.id, QUESTIONS.c.answered_by, QUESTIONS.c.first_answer_ts, QUESTIONS.c.answers,
+                   QUESTIONS.c.credited).where(
                 QUESTIONS.c.community == community,
                 QUESTIONS.c.author != member,
-                or_(
-                    QUESTIONS.c.answered_by == member,
-                    _json_mentions(QUESTIONS.c.credited, member),
-                    QUESTIONS.c.id.in_(answered),
-                ),
+                or_(_json_mentions(QUESTIONS.c.credited, member), QUESTIONS.c.id.in_(answered)),
             )
         )
         changes = []
-        for qid, answered_by, answers, credited in rows:
+        for qid, answered_by, first_ts, answers, credited in rows:
             new_answers = [m for m in answers if m not in own_messages]
             new_credited = [m for m in credited if m != member]
-            new_by = None if answered_by == member else answered_by
-            if (new_answers, new_credited, new_by) != (answers, credited, answered_by):
-                changes.append({"q": qid, "a": new_answers, "c": new_credited, "b": new_by})
+            new_by, new_ts = answered_by, first_ts
+            if answered_by in own_messages:
+                # Their answer came first: the earliest answer left takes its place (as the tracker does), so
+                # the row no longer points at the forgotten member's message.
+                first = (await self._rows(
+                    select(ANSWERS.c.message, ANSWERS.c.ts)
+                    .where(ANSWERS.c.community == community, ANSWERS.c.question == qid, ANSWERS.c.author != member)
+                    .order_by(ANSWERS.c.ts, ANSWERS.c.message).limit(1)
+                ))
+                new_by, new_ts = (first[0][0], first[0][1]) if first else (None, None)
+            if (new_answers, new_credited, new_by, new_ts) != (answers, credited, answered_by, first_ts):
+                changes.append({"q": qid, "a": new_answers, "c": new_credited, "b": new_by, "t": new_ts})
         if changes:
             stmt = (
                 update(QUESTIONS)
                 .where(QUESTIONS.c.community == community, QUESTIONS.c.id == bindparam("q"))
-                .values(answers=bindparam("a"), credited=bindparam("c"), answered_by=bindparam("b"))
+                .values(answers=bindparam("a"), credited=bindparam("c"), answered_by=bindparam("b"),
+                        first_answer_ts=bindparam("t"))
             )
             await self._conn.execute(stmt, changes)
         return len(changes)

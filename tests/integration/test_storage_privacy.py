@@ -29,7 +29,7 @@ async def _populate(tx: SqlTx) -> None:
     tx.messages.add(MessageMeta("guild-2", "#help", "z-elsewhere", ZED, at(0)))  # another community: kept
     # ZED's own question, answered by BOB, with a pending nudge.
     tx.questions.save(
-        Question(C, "z-q", "#help", ZED, at(0), state=QState.ANSWERED, answered_by=BOB, first_answer_ts=at(3),
+        Question(C, "z-q", "#help", ZED, at(0), state=QState.ANSWERED, answered_by="b-ans", first_answer_ts=at(3),
                  answers=["b-ans"], credited=[BOB])
     )
     tx.answers.add(Answer(C, "z-q", "b-ans", BOB, at(3), "reply"))
@@ -37,7 +37,7 @@ async def _populate(tx: SqlTx) -> None:
     tx.nudges.save(Nudge(C, "z-q", 1, at(1), NudgeState.SENT))
     # ANN's question, answered first by ZED then BOB; ZED credited; a level-2 nudge pinged ZED and BOB.
     tx.questions.save(
-        Question(C, "a-q", "#help", ANN, at(1), state=QState.RESOLVED, answered_by=ZED, first_answer_ts=at(2),
+        Question(C, "a-q", "#help", ANN, at(1), state=QState.RESOLVED, answered_by="z-ans", first_answer_ts=at(2),
                  resolved_ts=at(5), answers=["z-ans", "b-ans"], credited=[ZED, BOB])
     )
     tx.answers.add(Answer(C, "a-q", "z-ans", ZED, at(2), "reply"))
@@ -106,7 +106,9 @@ async def test_forget_member_deletes_their_rows_and_scrubs_them_from_others(stor
     async with store.transaction() as tx:
         ann_q = await tx.questions.get(C, "a-q")
         assert ann_q is not None
-        assert (ann_q.answered_by, ann_q.answers, ann_q.credited) == (None, ["b-ans"], [BOB])
+        # ZED's answer was the first: BOB's, the one left, is now the first answer (no row points at ZED's).
+        assert (ann_q.answered_by, ann_q.first_answer_ts, ann_q.answers, ann_q.credited) == (
+            "b-ans", at(3), ["b-ans"], [BOB])
         assert await tx.questions.get(C, "z-q") is None
         assert await tx.nudges.for_question(C, "a-q") == [
             Nudge(C, "a-q", 2, at(1.5), NudgeState.SENT, mentioned=(BOB,), why=(f"{BOB}: active in #help",))

@@ -316,6 +316,32 @@ def test_invalid_utf8_line_in_a_file_is_reported_at_its_line(tmp_path: Path) -> 
     assert [str(e) for e in errors] == [f"{path}:2: invalid UTF-8 at byte 14"]
 
 
+def test_a_file_reads_as_a_text_stream_does_where_orjson_and_json_differ(tmp_path: Path) -> None:
+    # Files take the orjson fast path, text streams the standard library: what one accepts, reports or refuses,
+    # the other must too, including where the two decoders differ.
+    lines = [
+        line(id="dup", text="first", extra=1).replace('"extra": 1', '"extra": 1, "text": "second"'),
+        line(id="nan").replace('"type"', '"x": NaN, "type"'),
+        line(id="bigint").replace('"type"', '"x": 123456789012345678901234567890, "type"'),
+        line(id="surrogate").replace('"type"', '"x": "\\ud800", "type"'),
+        line(id="sep", text="a\u2028b"),
+        line(id="bad-ts", ts=123456789012345678901234567890),
+        line(id="deep").replace('"type"', '"x": ' + "[" * 2000 + "]" * 2000 + ', "type"'),
+        '{"type": "message", "id": }',
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from_file: list[InputError] = []
+    from_text: list[InputError] = []
+    events = list(read_events(path, skip_bad=True, on_bad=from_file.append))
+    assert events == list(read_events(path, io.StringIO(path.read_text(encoding="utf-8")), skip_bad=True,
+                                      on_bad=from_text.append))
+    assert [str(e) for e in from_file] == [str(e) for e in from_text]
+    assert [e.id for e in events] == ["dup", "nan", "bigint", "surrogate", "sep"]  # type: ignore[union-attr]
+    assert events[0].text == "second"  # type: ignore[union-attr]
+    assert [e.where.rsplit(":", 1)[1] for e in from_file] == ["6", "7", "8"]
+
+
 def test_missing_file_is_an_input_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "nope.jsonl"
     with pytest.raises(InputError) as err:

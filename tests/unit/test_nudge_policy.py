@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.config import NudgeSettings, QuietHours, Settings
 from bot.model import HelpEdge, NudgeState, SentPing
-from bot.nudges import PingBudget, RoomHelp, ladder_for, longest_cooldown, quiet_until, rank_helpers
+from bot.nudges import AnswerTimes, PingBudget, RoomHelp, ladder_for, longest_cooldown, quiet_until, rank_helpers
 from tests.bot_driver import START, TestBot
 from tests.fakes import FakeStore
 
@@ -71,6 +73,16 @@ def test_ladder_follows_the_rooms_answer_times_within_floors_and_ceilings(
     assert ladder.level2 == pytest.approx(timedelta(minutes=level2), abs=timedelta(minutes=1))
     assert ladder.level1 <= ladder.level2 <= ladder.level3
     assert ladder.level3 >= timedelta(minutes=NudgeSettings().level3_minutes)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=10 * 86400), max_size=60), st.integers(1, 12))
+def test_a_rooms_ladder_is_the_ladder_of_its_latest_samples(delays: list[float], maxlen: int) -> None:
+    # AnswerTimes keeps its samples sorted as they come and go; the ladder must be that of the latest `maxlen`.
+    times, room, settings = AnswerTimes(maxlen), ("c", "r"), NudgeSettings(min_samples=1)
+    times.load(room, delays[:3], START)
+    for d in delays[3:]:
+        times.add(room, d)
+    assert times.ladder(room, settings) == ladder_for(settings, delays[-maxlen:])
 
 
 async def _room_history(bot: TestBot, room: str, answer_after: str, n: int) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from bench import replay
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description="lien benchmarks")
     ap.add_argument("--events", type=int, default=1_000_000, help="events in the replay benchmark")
-    ap.add_argument("--only", choices=["replay", "due", "nudges", "import", "report", "guard"],
+    ap.add_argument("--only", choices=["replay", "due", "nudges", "import", "report", "guard", "loopback"],
                     help="run one benchmark")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lien-bench-") as tmp:
@@ -40,6 +42,12 @@ def main() -> None:
             from bench.guard_load import main as guard_main
 
             guard_main([])
+        if args.only in (None, "loopback"):
+            print("== loopback load: 20,000 events/s for 30 s over TCP in real time, through the engine on SQLite",
+                  flush=True)
+            # A child process, so that its peak RSS is the receiver's alone, not the earlier benchmarks'.
+            subprocess.run([sys.executable, "-m", "bench.loopback_load"], check=False,
+                           cwd=Path(__file__).resolve().parent.parent)
         if args.only in (None, "import"):
             print("== lien import discord (DiscordChatExporter export, 1,000,000 messages)")
             from bench.import_bench import main as import_main

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.scheduler import ApScheduler
-from bot.clock import VirtualClock
+from bot.clock import SystemClock, VirtualClock
 from bot.config import Settings
 from bot.engine import Engine
 from bot.model import Question
@@ -138,7 +138,7 @@ async def arm_apscheduler(n: int) -> tuple[float, float, float]:
 
     base = datetime.now(UTC) + timedelta(days=1)
     keys = [f"nudge|{C}|q{i}|1" for i in range(n)]
-    scheduler = ApScheduler(on_due)
+    scheduler = ApScheduler(on_due, SystemClock())
     start = time.perf_counter()
     for i, key in enumerate(keys):
         scheduler.at(base + timedelta(seconds=i), key)
@@ -150,7 +150,7 @@ async def arm_apscheduler(n: int) -> tuple[float, float, float]:
     scheduler.shutdown()
     # Memory, measured apart: tracing allocations slows arming down.
     tracemalloc.start()
-    scheduler = ApScheduler(on_due)
+    scheduler = ApScheduler(on_due, SystemClock())
     for i, key in enumerate(keys):
         scheduler.at(base + timedelta(seconds=i), key)
     scheduler.start()

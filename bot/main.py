@@ -205,7 +205,7 @@ async def _run(args: argparse.Namespace) -> int:
         async def on_due(key: str) -> None:
             await holder[0].on_timer(key)
 
-        scheduler = ApScheduler(on_due)
+        scheduler = ApScheduler(on_due, clock)
         adapters = build_adapters(settings, store, clock, env)
         owners = [a for a in adapters if hasattr(a, "owns")]
         engine = Engine(settings, store, clock, scheduler,  # type: ignore[arg-type]

@@ -1,8 +1,9 @@
 """Member preferences and room activity, cached in front of the repositories.
 
-Replays and busy rooms must not pay a database round trip per nudge: preferences are read once per member and
-written through, helper lists are cached per room until a preference in the community changes, and each room's
-recent authors are kept from the messages the engine sees (loaded once from storage for older history).
+Replays and busy rooms must not pay a database round trip per nudge: a community's preferences are read once
+(only members who set one have a row, a minority) and written through, helper lists are cached per room until a
+preference in the community changes, and each room's recent authors are kept from the messages the engine sees
+(loaded once from storage for older history).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ class MemberDirectory:
     """Who allowed what, and who was active where; the rows stay the truth."""
 
     def __init__(self) -> None:
-        self._prefs: dict[tuple[str, str], MemberPrefs | None] = {}
+        self._prefs: dict[tuple[str, str], MemberPrefs] = {}
+        #: Communities whose preference rows are all in `_prefs`: a member absent there set none.
+        self._loaded: set[str] = set()
         self._helpers: dict[tuple[str, str], list[MemberPrefs]] = {}
         self._active: dict[tuple[str, str], dict[str, datetime]] = {}
         self._loaded_from: dict[tuple[str, str], datetime] = {}
 
     async def get(self, tx: Tx, community: str, member: str) -> MemberPrefs | None:
-        key = (community, member)
-        if key not in self._prefs:
-            self._prefs[key] = await tx.members.get(community, member)
-        found = self._prefs[key]
+        if community not in self._loaded:
+            for prefs in await tx.members.in_community(community):
+                self._prefs.setdefault((community, prefs.member), prefs)  # a save before the load is newer
+            self._loaded.add(community)
+        found = self._prefs.get((community, member))
         return replace(found) if found is not None else None
 
     def save(self, tx: Tx, prefs: MemberPrefs) -> None:

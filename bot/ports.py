@@ -152,6 +152,10 @@ class MemberRepo(Protocol):
 
     async def get(self, community: str, member: str) -> MemberPrefs | None: ...
 
+    async def in_community(self, community: str) -> list[MemberPrefs]:
+        """Every member of the community who set a preference (a minority: most members never do)."""
+        ...
+
     async def helpers(self, community: str, room: str) -> list[MemberPrefs]:
         """Members who opted in as helpers for this room (or the whole community) and did not opt out."""
         ...

@@ -804,6 +804,7 @@ _REMINDERS_SINCE = _Read(
     QUESTIONS,
 )
 _MEMBER_GET = _Read(select(MEMBERS).where(MEMBERS.c.community == _p("c"), MEMBERS.c.member == _p("member")), MEMBERS)
+_MEMBER_ALL = _Read(select(MEMBERS).where(MEMBERS.c.community == _p("c")).order_by(MEMBERS.c.member), MEMBERS)
 _MEMBER_HELPERS = _Read(
     select(MEMBERS)
     .where(MEMBERS.c.community == _p("c"), MEMBERS.c.helper.is_(True), MEMBERS.c.optout.is_(False))
@@ -1082,6 +1083,10 @@ class SqlMemberRepo(_Repo):
             return _member(SimpleNamespace(**buffered))
         rows = await self._tx._fetch(_MEMBER_GET, flush=False, c=community, member=member)
         return _member(rows[0]) if rows else None
+
+    async def in_community(self, community: str) -> list[MemberPrefs]:
+        """Every member of the community who set a preference, by member id."""
+        return [_member(r) for r in await self._tx._fetch(_MEMBER_ALL, c=community)]
 
     async def helpers(self, community: str, room: str) -> list[MemberPrefs]:
         """Opted-in helpers for the room (or the whole community) who did not opt out, by member id."""

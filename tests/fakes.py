@@ -199,6 +199,10 @@ class FakeMemberRepo:
         p = self.d.members.get((community, member))
         return replace(p) if p else None
 
+    async def in_community(self, community: str) -> list[MemberPrefs]:
+        return sorted((replace(p) for p in self.d.members.values() if p.community == community),
+                      key=lambda p: p.member)
+
     async def helpers(self, community: str, room: str) -> list[MemberPrefs]:
         return [replace(p) for p in self.d.members.values() if p.community == community and p.helper
                 and not p.optout and (not p.helper_rooms or room in p.helper_rooms)]

@@ -70,7 +70,7 @@ class Live:
         self.clock = SystemClock()
         self.db = make_engine(f"sqlite+aiosqlite:///{tmp / 'lien.db'}")
         self.store = SqlStore(self.db)
-        self.scheduler = ApScheduler(self._on_due)
+        self.scheduler = ApScheduler(self._on_due, self.clock)
         self.engine = Engine(settings, self.store, self.clock, self.scheduler)
         self.bridge = JsonlBridge(self.inbox, self.outbox, poll_seconds=0.02)
         self.runtime = Runtime(self.engine, [self.bridge], self.clock)

@@ -406,6 +406,9 @@ async def test_member_prefs_round_trip_and_helpers_filter(store: SqlStore) -> No
         assert await tx.members.get(C, "@help-room:x") == prefs[1]
         assert await tx.members.get(C, "@nobody:x") is None
         helpers = await tx.members.helpers(C, "#help")
+        everyone = await tx.members.in_community(C)
+    # Every member of C with a row (the last save of each), by member id; none of another community.
+    assert everyone == sorted([MemberPrefs(C, "@all:x", helper=True, dms=True), *prefs[1:5]], key=lambda p: p.member)
     assert helpers == [MemberPrefs(C, "@all:x", helper=True, dms=True), prefs[1]]
 
 

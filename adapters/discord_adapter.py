@@ -77,8 +77,6 @@ class DiscordSettings(BaseModel):
     #: Sharding: None runs one plain connection; a count runs AutoShardedClient (this process: `shard_ids`).
     shard_count: int | None = Field(default=None, ge=1)
     shard_ids: tuple[int, ...] | None = None
-    #: Length of a guard timeout (the action carries none).
-    timeout_minutes: int = Field(default=10, ge=1, le=40320)
     #: Most messages read back per channel when catching up after a restart or a lost session.
     catch_up_limit: int = Field(default=500, ge=0)
     #: An interaction not answered within this many seconds is deferred ("lien is thinking...").
@@ -599,14 +597,14 @@ class DiscordAdapter:
             return await self._retrying(lambda: self.client.create_dm(user), action)
         return self.client.get_partial_messageable(int(target_channel(action)))
 
-    async def _timeout(self, action: Action) -> None:
+    async def _timeout(self, action: Timeout) -> None:
         guild = self.client.get_guild(int(action.community))
         if guild is None:
             raise UnsupportedAction(f"guild {action.community} is not served by this process")
         uid = int(self._required(action.to, action))
         member = guild.get_member(uid) or await self._retrying(lambda: guild.fetch_member(uid), action)
         await self._retrying(
-            lambda: member.timeout(timedelta(minutes=self.settings.timeout_minutes), reason=action.reason), action)
+            lambda: member.timeout(timedelta(minutes=action.minutes), reason=action.reason), action)
 
     async def _retrying(self, call: Callable[[], Awaitable[_T]], action: Action | None = None) -> _T:
         """`call()`, again after rate limits (which discord.py already waits out up to 5 times) and outages."""

@@ -5,12 +5,16 @@ restart resumes exactly where the previous run stopped; the very first start ski
 through one queue per room that waits out 429s (`retry_after_ms`) and network failures and never drops an action;
 nio's own retry loops are switched off so that every error response reaches this module and is checked here.
 End-to-end encryption is not supported: encrypted events are skipped with one warning per room.
+Matrix has no timeout: a `Timeout` mutes the member in its room by lowering their power level below what sending
+needs, and a task restores it after the action's `minutes`; running mutes are kept in the key-value port, so a restart
+still restores them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 import re
@@ -18,6 +22,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import aiohttp
@@ -30,8 +35,10 @@ from nio import (
     MessageDirection,
     RoomCreateResponse,
     RoomGetEventResponse,
+    RoomGetStateEventResponse,
     RoomMessagesResponse,
     RoomPreset,
+    RoomPutStateResponse,
     RoomRedactResponse,
     RoomResolveAliasResponse,
     RoomSendResponse,
@@ -46,15 +53,19 @@ from adapters.matrix_events import (
     event_type,
     invite_allowed,
     inviter_of,
+    plan_mute,
+    plan_unmute,
+    power_change_refusal,
     power_level,
     thread_root,
     to_content,
     to_event,
 )
 from bot.actions import Action, DeleteMessage, Dm, Post, Refuse, Reply, Timeout
+from bot.clock import SystemClock
 from bot.config_file import MatrixSection
-from bot.errors import ConfigError, LienError, UnsupportedAction
-from bot.ports import EventHandler
+from bot.errors import ActionRefused, ConfigError, LienError, UnsupportedAction
+from bot.ports import Clock, EventHandler
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -84,14 +95,12 @@ def _room_ref(value: str) -> str:
 
 
 class MatrixSettings(MatrixSection):
-    """The `[matrix]` table as the adapter uses it: the core's schema (`MatrixSection`) plus the community id.
+    """The `[matrix]` table as the adapter uses it: the core's schema (`MatrixSection`) and the community id it gives.
 
     Secrets stay out: the composition root reads `access_token_env`/`_file` or `password_env`/`_file` with
     `bot.config_file.resolve_secret` and hands the adapter the values.
     """
 
-    #: The community id lien files this homeserver's rooms under; None: the server name of `user_id`.
-    community: Annotated[str | None, Field(min_length=1, max_length=255)] = None
     #: Rooms (ids or aliases) lien joins at start. Room v12 ids carry no server name (`!opaque`).
     rooms: Annotated[tuple[Annotated[str, AfterValidator(_room_ref)], ...], Field(strict=False)] = ()
 
@@ -115,14 +124,6 @@ class _Stopped(Exception):
     """Raised inside the adapter when stop() interrupts a wait; never leaves the module."""
 
 
-class ActionRefused(LienError):
-    """The homeserver will not let lien do this (no power level, not in the room); `reason` is machine-readable."""
-
-    def __init__(self, problem: str, *, reason: str) -> None:
-        self.reason = reason
-        super().__init__(problem)
-
-
 class MatrixError(LienError):
     """The homeserver rejected a request for a reason retrying will not fix; carries its errcode."""
 
@@ -139,6 +140,30 @@ class _Room:
     creators: frozenset[str] = frozenset()
     joined_at: int = 0
     warned_encrypted: bool = False
+
+
+@dataclass(slots=True)
+class _Mute:
+    """A member lien muted in a room: their level while muted, their own entry to restore (None: none), and when."""
+
+    room: str
+    member: str
+    level: int
+    previous: int | None
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchanged:
+    """What a queued state update returns when it found nothing to write: done, with no event id."""
+
+    event_id: str = ""
+    room_id: str = ""
+
+
+_UNCHANGED = _Unchanged()
+#: What a send-queue item may answer when it succeeded.
+_SENT = (RoomSendResponse, RoomRedactResponse, RoomPutStateResponse, _Unchanged)
 
 
 @dataclass(slots=True)
@@ -181,6 +206,7 @@ class MatrixAdapter:
         backoff_cap: float = 300.0,
         rng: Callable[[], float] = random.random,
         stop_grace: float = 10.0,
+        clock: Clock | None = None,
     ) -> None:
         if not access_token and not password:
             raise ConfigError("matrix: set access_token (preferred) or password")
@@ -203,6 +229,7 @@ class MatrixAdapter:
         self._backoff_cap = backoff_cap
         self._rng = rng
         self._stop_grace = stop_grace
+        self._clock: Clock = clock or SystemClock()
 
         self._client: AsyncClient | None = None
         self._on_event: EventHandler | None = None
@@ -217,6 +244,9 @@ class MatrixAdapter:
         self._sync_task: asyncio.Task[None] | None = None
         self._poll: asyncio.Future[Any] | None = None
         self._stopping = asyncio.Event()
+        self._mutes: dict[tuple[str, str], _Mute] = {}
+        self._mute_timers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._mutes_saving = asyncio.Lock()
 
     @classmethod
     def from_settings(
@@ -229,6 +259,7 @@ class MatrixAdapter:
         password: str | None,
         bot_ids: Collection[str] = (),
         default_prefix: str = "!lien",
+        clock: Clock | None = None,
     ) -> MatrixAdapter:
         """The adapter a validated `[matrix]` table describes, with its secrets already resolved."""
         return cls(
@@ -236,6 +267,7 @@ class MatrixAdapter:
             kv_get=kv_get, kv_set=kv_set, access_token=access_token, password=password,
             device_id=settings.device_id, allowed_inviters=settings.invite_allow, rooms=settings.rooms,
             bot_ids=bot_ids, command_prefix=settings.command_prefix or default_prefix,
+            clock=clock,
         )
 
     # -- kv keys ---------------------------------------------------------------------------------------------
@@ -266,6 +298,7 @@ class MatrixAdapter:
         await self._commit_token(resp.next_batch)
         log.info("matrix %s synced (%s)", self.user_id, "first start, history skipped" if first else "resumed")
         await self._join_configured()
+        await self._resume_mutes()
         self._sync_task = self._tasks.spawn(self._sync_loop(), "matrix sync loop")
 
     async def stop(self) -> None:
@@ -565,7 +598,7 @@ class MatrixAdapter:
     async def deliver(self, action: Action) -> str:
         """Like `perform`, returning the id of the event lien sent."""
         if isinstance(action, Timeout):
-            raise UnsupportedAction("matrix has no timeout; report to the moderators instead")
+            return await self._mute(action)
         if isinstance(action, DeleteMessage):
             return await self._redact(action)
         room_id = await self._dm_room(action.to) if isinstance(action, Dm) else action.room
@@ -641,6 +674,139 @@ class MatrixAdapter:
         return await self._enqueue(room_id, lambda: client.room_redact(room_id, target, reason=action.reason,
                                                                        tx_id=txn), f"redact {target}")
 
+    # -- mutes (Matrix's timeout) -----------------------------------------------------------------------------
+
+    async def _mute(self, action: Timeout) -> str:
+        """Mute `action.to` in `action.room` for `action.minutes` by power level; returns the state event id.
+
+        A member lien already muted keeps the level to restore and gets a later end. The event id is "" when
+        nothing had to be written (still muted, or already unable to send).
+        """
+        room_id, member = action.room, action.to
+        if not room_id or not member:
+            raise UnsupportedAction("timeout action needs room and to")
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise ActionRefused(f"matrix: lien is not in {room_id}", reason="not_in_room")
+        creators = room.creators
+        # As for redactions: refuse at once on the state lien tracks; the write re-checks on the latest state.
+        self._refuse_power_change(room_id, member, room.power_levels, creators)
+        key = (room_id, member)
+        until = self._clock.now() + timedelta(minutes=action.minutes)
+        assert self._client is not None
+        client = self._client
+
+        async def attempt() -> Any:
+            # Re-read on every attempt (retries too): a moderator's change since the last sync is kept.
+            resp = await client.room_get_state_event(room_id, "m.room.power_levels")
+            if not isinstance(resp, RoomGetStateEventResponse):
+                return resp
+            latest = resp.content
+            self._refuse_power_change(room_id, member, latest, creators)
+            earlier = self._mutes.get(key)
+            plan = plan_mute(latest, member, creators=creators,
+                             earlier=(earlier.level, earlier.previous) if earlier else None)
+            if plan.level is None:
+                log.info("matrix: %s already cannot send in %s; no mute needed", member, room_id)
+                return _UNCHANGED
+            end = max(until, earlier.until) if earlier and plan.content is None else until
+            self._mutes[key] = _Mute(room_id, member, plan.level, plan.previous, end)
+            # Saved before the write: a crash just after it still finds, at the next start, the mute to undo.
+            await self._save_mutes()
+            log.info("matrix: %s %s in %s until %s (level %d; restores %s)",
+                     "extending the mute of" if plan.content is None else "muting", member, room_id,
+                     end.isoformat(timespec="seconds"), plan.level,
+                     "no entry" if plan.previous is None else plan.previous)
+            if plan.content is None:
+                return _UNCHANGED
+            return await client.room_put_state(room_id, "m.room.power_levels", plan.content)
+
+        try:
+            return await self._enqueue(room_id, attempt, f"mute {member}")
+        finally:
+            if key in self._mutes:  # also after a failed write: the restore checks what the room really says
+                self._arm_mute(key)
+
+    def _refuse_power_change(self, room_id: str, member: str, power_levels: Mapping[str, Any],
+                             creators: Collection[str], new_level: int | None = None) -> None:
+        problem = power_change_refusal(self.user_id, member, power_levels, creators, new_level=new_level)
+        if problem is not None:
+            raise ActionRefused(f"matrix: cannot change {member}'s power level in {room_id}: {problem}",
+                                reason="permission")
+
+    async def _unmute(self, key: tuple[str, str]) -> None:
+        """Restore the level of a mute that has ended, unless a moderator changed it meanwhile."""
+        room_id, member = key
+        room = self._rooms.get(room_id)
+        creators = room.creators if room is not None else frozenset()
+        assert self._client is not None
+        client = self._client
+
+        async def attempt() -> Any:
+            mute = self._mutes.get(key)
+            if mute is None or mute.until > self._clock.now():
+                return _UNCHANGED  # extended while this waited in the queue
+            resp = await client.room_get_state_event(room_id, "m.room.power_levels")
+            if not isinstance(resp, RoomGetStateEventResponse):
+                return resp
+            content = plan_unmute(resp.content, member, level=mute.level, previous=mute.previous)
+            if content is None:
+                log.info("matrix: %s's power level in %s is no longer lien's mute level; left as it is",
+                         member, room_id)
+                await self._forget_mute(key, mute)
+                return _UNCHANGED
+            self._refuse_power_change(room_id, member, resp.content, creators, new_level=mute.previous)
+            put = await client.room_put_state(room_id, "m.room.power_levels", content)
+            if isinstance(put, RoomPutStateResponse):
+                log.info("matrix: mute of %s in %s ended", member, room_id)
+                await self._forget_mute(key, mute)
+            return put
+
+        await self._enqueue(room_id, attempt, f"unmute {member}")
+
+    def _arm_mute(self, key: tuple[str, str]) -> None:
+        task = self._mute_timers.get(key)
+        if task is None or task.done():
+            self._mute_timers[key] = self._tasks.spawn(self._mute_timer(key), f"matrix unmute {key[1]} in {key[0]}")
+
+    async def _mute_timer(self, key: tuple[str, str]) -> None:
+        """Wait for the mute's end (which a new timeout may push back), then restore; one task per mute."""
+        try:
+            while (mute := self._mutes.get(key)) is not None:
+                delay = (mute.until - self._clock.now()).total_seconds()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
+                try:
+                    await self._unmute(key)
+                except LienError as exc:
+                    if self._stopping.is_set():
+                        return  # kept for the next start
+                    log.warning("matrix: could not restore %s's power level in %s (%s); it stays as it is until a "
+                                "moderator changes it", key[1], key[0], exc)
+                    await self._forget_mute(key, mute)
+        finally:
+            if self._mute_timers.get(key) is asyncio.current_task():
+                del self._mute_timers[key]
+
+    async def _forget_mute(self, key: tuple[str, str], mute: _Mute) -> None:
+        if self._mutes.get(key) is mute:
+            del self._mutes[key]
+            await self._save_mutes()
+
+    async def _save_mutes(self) -> None:
+        async with self._mutes_saving:
+            # Serialised inside the lock, so the last write always holds the latest mutes.
+            await self._kv_set(self._kv("mutes"), _dump_mutes(self._mutes.values()))
+
+    async def _resume_mutes(self) -> None:
+        """At start: restore the mutes that ended while lien was away, re-arm the others."""
+        self._mutes = _load_mutes(await self._kv_get(self._kv("mutes")))
+        for key in self._mutes:
+            self._arm_mute(key)
+        if self._mutes:
+            log.info("matrix: %d running mute(s) resumed", len(self._mutes))
+
     async def _dm_room(self, user_id: str | None) -> str:
         if not user_id:
             raise UnsupportedAction("dm action without `to`")
@@ -661,7 +827,7 @@ class MatrixAdapter:
             log.info("matrix: created DM room %s with %s", room_id, user_id)
             return room_id
 
-    async def _retrying(self, call: Callable[[], Awaitable[Any]], ok: type, what: str) -> str:
+    async def _retrying(self, call: Callable[[], Awaitable[Any]], ok: type | tuple[type, ...], what: str) -> str:
         """Run a request until it succeeds, waiting out 429s and transport errors; returns its room/event id."""
         failures = 0
         while True:
@@ -696,8 +862,7 @@ class MatrixAdapter:
         while True:
             item = await queue.get()
             try:
-                event_id = await self._retrying(item.send, (RoomSendResponse, RoomRedactResponse),
-                                                f"{item.what} in {room_id}")
+                event_id = await self._retrying(item.send, _SENT, f"{item.what} in {room_id}")
             except asyncio.CancelledError:
                 if not item.done.done():
                     item.done.set_exception(MatrixError(f"matrix: stopped before sending {item.what}"))
@@ -718,6 +883,34 @@ def _retryable(resp: ErrorResponse) -> bool:
         return True
     status = getattr(resp.transport_response, "status", None)
     return (isinstance(status, int) and (status >= 500 or status == 429)) or resp.status_code is None
+
+
+def _dump_mutes(mutes: Collection[_Mute]) -> str:
+    return json.dumps([{"room": m.room, "member": m.member, "level": m.level, "previous": m.previous,
+                        "until": m.until.isoformat()} for m in mutes])
+
+
+def _load_mutes(raw: str | None) -> dict[tuple[str, str], _Mute]:
+    """The mutes `_dump_mutes` wrote; a malformed entry is logged and skipped (its member stays as they are)."""
+    mutes: dict[tuple[str, str], _Mute] = {}
+    try:
+        entries = json.loads(raw) if raw else []
+    except ValueError:
+        log.warning("matrix: stored mutes are not JSON; ignored")
+        return mutes
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            previous = entry["previous"]
+            mute = _Mute(room=str(entry["room"]), member=str(entry["member"]), level=int(entry["level"]),
+                         previous=None if previous is None else int(previous),
+                         until=datetime.fromisoformat(entry["until"]))
+            if mute.until.tzinfo is None:
+                raise ValueError("naive end time")
+        except (KeyError, TypeError, ValueError):
+            log.warning("matrix: stored mute %r is malformed; ignored", entry)
+            continue
+        mutes[(mute.room, mute.member)] = mute
+    return mutes
 
 
 def _txn_id(key: str | None) -> str:

@@ -3,7 +3,8 @@
 Inbound, `to_event` turns one raw client-server event (a dict, or a nio event carrying `.source`) into a
 `bot.events` value or None. Outbound, `to_content` turns an action into the content of a Matrix event, and
 `event_type` says which event type carries it. Every Matrix quirk lien knows about lives here: reply fallbacks,
-threads and their fallback replies, edits, pills, `m.mentions`, room v12 creators, backlog from before lien joined.
+threads and their fallback replies, edits, pills, `m.mentions`, room v12 creators, backlog from before lien joined,
+and mutes by power level (Matrix has no timeout).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import html
 import re
 import shlex
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
@@ -135,6 +137,122 @@ def creators_of(create_event: Mapping[str, Any] | None) -> frozenset[str]:
     if sender:
         users.add(sender)
     return frozenset(users)
+
+
+# --- mutes: a timeout as a temporary power level -----------------------------------------------------------------
+# Matrix has no timeout: moderation bots mute a member by lowering their power level below what sending needs, and
+# restore it later. These functions decide; the adapter reads the latest `m.room.power_levels` and writes.
+
+#: `state_default` when the power levels do not set it (the spec's default once an `m.room.power_levels` exists).
+STATE_DEFAULT = 50
+
+
+def _level(value: Any, default: int) -> int:
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _explicit_level(user_id: str, power_levels: Mapping[str, Any] | None) -> int | None:
+    """The user's own entry in `users`, or None when it is absent (the user then has `users_default`)."""
+    users = _dict(_dict(power_levels).get("users"))
+    return _level(users[user_id], 0) if user_id in users else None
+
+
+def state_event_level(power_levels: Mapping[str, Any] | None, event_type: str) -> int:
+    """The level needed to send the state event `event_type`: `events[type]`, else `state_default` (50)."""
+    pl = _dict(power_levels)
+    return _level(_dict(pl.get("events")).get(event_type),
+                  _level(pl.get("state_default"), STATE_DEFAULT))
+
+
+def mute_level(power_levels: Mapping[str, Any] | None) -> int:
+    """The level lien gives a muted member: one below both `events_default` and what `m.room.message` needs."""
+    pl = _dict(power_levels)
+    events_default = _level(pl.get("events_default"), 0)
+    message = _level(_dict(pl.get("events")).get("m.room.message"), events_default)
+    return min(events_default, message) - 1
+
+
+def power_change_refusal(actor: str, member: str, power_levels: Mapping[str, Any] | None,
+                         creators: Collection[str] = (), *, new_level: int | None = None) -> str | None:
+    """Why `actor` may not change `member`'s power level (to `new_level`), or None when the homeserver allows it.
+
+    The spec's authorization rules: the actor needs the level of `m.room.power_levels` events, a level above the
+    member's current one, and at least the level it gives.
+    """
+    if actor == member:
+        return "lien does not change its own power level"
+    mine = power_level(actor, power_levels, creators)
+    needed = state_event_level(power_levels, "m.room.power_levels")
+    if mine < needed:
+        return f"lien lacks power level {needed} to change power levels (it has {_shown(mine)})"
+    theirs = power_level(member, power_levels, creators)
+    if mine <= theirs:
+        return f"lien's power level {_shown(mine)} is not above {member}'s ({_shown(theirs)})"
+    if new_level is not None and new_level > mine:
+        return f"lien's power level {_shown(mine)} is below the level {new_level} to give back to {member}"
+    return None
+
+
+def _shown(level: float) -> str:
+    return "creator" if level == float("inf") else str(int(level))
+
+
+@dataclass(frozen=True, slots=True)
+class MutePlan:
+    """What muting a member takes: `content` to write (None: nothing to write), the mute to remember.
+
+    `level` is the member's level while muted, `previous` their own `users` entry before lien's first mute (None:
+    there was none, so restoring removes the entry). `level` None: the member already cannot send; nothing to undo.
+    """
+
+    content: dict[str, Any] | None
+    level: int | None
+    previous: int | None
+
+
+def plan_mute(power_levels: Mapping[str, Any] | None, member: str, *, creators: Collection[str] = (),
+              earlier: tuple[int, int | None] | None = None) -> MutePlan:
+    """How to mute `member` given the room's latest power levels (whether lien may: `power_change_refusal`).
+
+    `earlier` is lien's running mute of the member, `(level, previous)`: while the member still has that level it
+    stays in force with its original `previous`, so extending a mute never makes the mute level the one restored.
+    Only `users[member]` changes; every other key and user is written back as it was.
+    """
+    explicit = _explicit_level(member, power_levels)
+    if earlier is not None and explicit == earlier[0]:
+        return MutePlan(content=None, level=earlier[0], previous=earlier[1])
+    target = mute_level(power_levels)
+    if power_level(member, power_levels, creators) <= target:
+        return MutePlan(content=None, level=None, previous=None)  # already cannot send: raising them would unmute
+    return MutePlan(content=_with_user(power_levels, member, target), level=target, previous=explicit)
+
+
+def plan_unmute(power_levels: Mapping[str, Any] | None, member: str, *, level: int,
+                previous: int | None) -> dict[str, Any] | None:
+    """The power levels with `member` back at `previous` (entry removed when None); None leaves them as they are.
+
+    None when the member's level is no longer the mute `level` lien set: a moderator changed it meanwhile, and
+    their decision wins.
+    """
+    if _explicit_level(member, power_levels) != level:
+        return None
+    return _with_user(power_levels, member, previous)
+
+
+def _with_user(power_levels: Mapping[str, Any] | None, member: str, level: int | None) -> dict[str, Any]:
+    content = dict(_dict(power_levels))
+    users = dict(_dict(content.get("users")))
+    if level is None:
+        users.pop(member, None)
+    else:
+        users[member] = level
+    content["users"] = users
+    return content
 
 
 def thread_root(event: Mapping[str, Any] | None) -> str | None:

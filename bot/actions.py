@@ -70,9 +70,14 @@ class DeleteMessage(Action):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timeout(Action):
-    """Time out the member `to` (guard); never a ban."""
+    """Time out the member `to` for `minutes` (guard); never a ban.
+
+    `minutes` comes from the guard's escalation settings of the room, the length the member is told; it is not a
+    spec field (the spec's `timeout` has none), so `lien simulate` output is unchanged.
+    """
 
     name: ClassVar[str] = "timeout"
+    minutes: float = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -117,6 +117,8 @@ class MatrixSection(_Section):
     rooms: Annotated[tuple[Annotated[str, AfterValidator(_matrix_room)], ...], Field(strict=False)] = ()
     #: Overrides `lien.command_prefix` on Matrix; None keeps it.
     command_prefix: Annotated[str | None, Field(min_length=1, max_length=20)] = None
+    #: The community id lien files this homeserver's rooms under; None: the server name of `user_id`.
+    community: Annotated[str | None, Field(min_length=1, max_length=255)] = None
 
     _env = field_validator("access_token_env", "password_env")(_env_name)
     _file = field_validator("access_token_file", "password_file")(_file_path)

@@ -42,3 +42,11 @@ class CommandError(InputError):
 
 class UnsupportedAction(LienError):
     """An adapter cannot perform this action type."""
+
+
+class ActionRefused(UnsupportedAction):
+    """The platform will not let lien do this (no permission, not in the room); `reason` is machine-readable."""
+
+    def __init__(self, problem: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(problem)

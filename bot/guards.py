@@ -385,7 +385,7 @@ class Guard:
             else:
                 actions += [DeleteMessage(room=room, reply_to=mid, **base) for room, mid in targets[:_MAX_DELETES]]
             if step == "timeout":
-                actions.append(Timeout(room=m.room, to=m.author, **base,
+                actions.append(Timeout(room=m.room, to=m.author, **base, minutes=esc.timeout_minutes,
                                        text=render.text("timeout_note", lang, minutes=_num(esc.timeout_minutes))))
         log.info("guard %s %s in %s: %s, strike %d -> %s", gs.mode, m.author, m.community,
                  ",".join(h.rule for h in hits), n, step)

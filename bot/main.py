@@ -162,6 +162,7 @@ def build_adapters(settings: Settings, store: object, clock: object, env: dict[s
             access_token=resolve_secret(settings.matrix, "access_token", env, where="matrix"),
             password=resolve_secret(settings.matrix, "password", env, where="matrix"),
             bot_ids=settings.lien.bot_ids, default_prefix=settings.lien.command_prefix,
+            clock=clock,  # type: ignore[arg-type]
         ))
     if settings.discord is not None:
         from adapters.discord_adapter import DiscordAdapter, DiscordSettings

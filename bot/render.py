@@ -160,6 +160,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "fr": "Cela fait beaucoup de liens d'un coup ; partagez-en quelques-uns, en disant pourquoi ils comptent.",
     },
     "timeout_note": {"en": "Timed out for {minutes} minutes.", "fr": "Exclusion temporaire de {minutes} minutes."},
+    "not_done_timeout": {"en": "lien could not time out {who} ({why}). A moderator may want to step in.",
+                         "fr": "lien n'a pas pu exclure temporairement {who} ({why}). Un·e modérateur·ice peut "
+                               "vouloir intervenir."},
+    "not_done_delete": {"en": "lien could not delete the message {message} ({why}).",
+                        "fr": "lien n'a pas pu supprimer le message {message} ({why})."},
     "hit_flood": {"en": "sent {count} messages in {seconds} s (limit {limit})",
                   "fr": "a envoyé {count} messages en {seconds} s (limite {limit})"},
     "hit_duplicate": {"en": "sent the same message {count} times in {seconds} s (limit {limit})",

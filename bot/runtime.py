@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from bot.actions import Action, from_record
+from bot import render
+from bot.actions import Action, DeleteMessage, Report, Timeout, from_record
 from bot.engine import Engine
 from bot.errors import UnsupportedAction
 from bot.events import Event
@@ -140,6 +141,22 @@ class Runtime:
             await adapter.perform(action)
         except UnsupportedAction as exc:
             log.warning("%s cannot perform %s: %s", adapter.platform, action.name, exc)
+            if isinstance(action, DeleteMessage | Timeout):
+                # The guard's report already told the moderators what lien did: they must learn it did not.
+                await self.deliver([self._not_done(action, exc)])
+
+    def _not_done(self, action: DeleteMessage | Timeout, exc: UnsupportedAction) -> Action:
+        """A note to the moderators' room (else the action's room) that a guard action was refused, and why."""
+        rs = self.engine.settings.room(action.community, action.room)
+        why = render.safe(str(exc), 300)
+        if isinstance(action, Timeout):
+            text = render.text("not_done_timeout", rs.language, who=render.safe(action.to or "?", 80), why=why)
+        else:
+            link = render.question_link(render.safe(action.room or "?", 100), render.safe(action.reply_to or "?", 100))
+            text = render.text("not_done_delete", rs.language, message=link, why=why)
+        note = Report(ts=self.clock.now(), community=action.community, room=rs.moderators_room or action.room,
+                      kind="guard", reason=getattr(exc, "reason", None) or "permission", text=text)
+        return self.engine.gate.check(note)
 
     async def stop(self) -> None:
         """Cancel the delivery tasks (undelivered keyed actions stay in the outbox for the next start)."""

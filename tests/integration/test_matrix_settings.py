@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from adapters.matrix_adapter import MatrixAdapter, MatrixSettings
+from bot.clock import SystemClock
 from bot.config import Settings
+from bot.config_file import parse_settings
 from bot.errors import ConfigError
 from bot.main import build_adapters
 
@@ -41,8 +43,9 @@ def test_lists_arrive_as_toml_arrays_and_room_v12_ids_without_a_server_are_rooms
     ({**BASE, "access_token_env": "syt_secret_token_pasted"}, "matrix.access_token_env"),
     ({**BASE, "roms": ["#help:example.org"]}, "matrix.roms"),
     ({**BASE, "community": ""}, "matrix.community"),
+    ({**BASE, "timeout_minutes": 10}, "matrix.timeout_minutes"),
 ], ids=["missing-homeserver", "homeserver-not-url", "bad-user-id", "bad-room", "bad-inviter", "secret-as-env-name",
-        "typo", "empty-community"])
+        "typo", "empty-community", "timeout-is-the-guards"])
 def test_problems_name_the_matrix_key(table: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as err:
         MatrixSettings.from_section(table)
@@ -54,7 +57,8 @@ def test_build_adapters_gives_a_matrix_adapter_with_the_secret_from_the_environm
     section = {**BASE, "rooms": ["#help:example.org"], "invite_allow": ["example.org"], "command_prefix": "!l"}
     settings = Settings.model_validate({"matrix": section})
 
-    [adapter] = build_adapters(settings, store=object(), clock=object(), env={"LIEN_MATRIX_TOKEN": "tok\n"})
+    clock = SystemClock()
+    [adapter] = build_adapters(settings, store=object(), clock=clock, env={"LIEN_MATRIX_TOKEN": "tok\n"})
 
     assert isinstance(adapter, MatrixAdapter)
     assert (adapter.homeserver, adapter.user_id, adapter.community) == (
@@ -63,6 +67,22 @@ def test_build_adapters_gives_a_matrix_adapter_with_the_secret_from_the_environm
     assert adapter._join_at_start == ("#help:example.org",)
     assert adapter._allowed == frozenset({"example.org"})
     assert adapter._prefix == "!l"
+    assert adapter._clock is clock  # the composition root's clock, never one the adapter reads ad hoc
+
+
+def test_every_matrix_key_is_accepted_where_the_core_alone_checks_the_file(tmp_path: Path) -> None:
+    # `lien simulate --config` validates [matrix] with the core's schema, not the adapter's: a file that the live
+    # run accepts must not be refused there.
+    text = ('[matrix]\nhomeserver = "https://m.example.org"\nuser_id = "@lien:example.org"\n'
+            'access_token_env = "LIEN_MATRIX_TOKEN"\ncommunity = "our-space"\nrooms = ["#help:example.org"]\n'
+            'invite_allow = ["example.org"]\ncommand_prefix = "!l"\ndevice_id = "LIENDEV"\n')
+    settings = parse_settings(text, "config.toml", {}, check_secrets=False)
+    assert settings.matrix is not None
+    assert MatrixSettings.from_section(settings.matrix).community_id == "our-space"
+
+
+async def _no_kv(*_: str) -> None:
+    return None
 
 
 def test_build_adapters_refuses_an_unset_token_variable_naming_the_key() -> None:

@@ -50,6 +50,7 @@ def test_repeat_offender_escalates_warn_then_delete_then_timeout() -> None:
     assert kinds(third) == ["delete"] * 8 + ["timeout", "report"]
     timeout = third[-2]
     assert isinstance(timeout, Timeout) and timeout.to == "alice" and "10 minutes" in timeout.text
+    assert timeout.minutes == 10  # the length the member is told is the one the adapters apply
     assert all(a.kind == "guard" for a in first + second + third)
 
 
@@ -124,6 +125,14 @@ def test_custom_ladder_starts_with_delete() -> None:
     h.join(0, "spammer")
     out = h.say(60, "free nitro discord.gg/xyz", author="spammer")
     assert kinds(out) == ["delete", "report"] and out[0].reason == "invite_link"
+
+
+def test_a_timeout_carries_the_configured_length_that_the_member_is_told() -> None:
+    h = Harness(GuardSettings(mode="enforce", escalation={"steps": ("timeout",), "timeout_minutes": 25}))  # type: ignore[arg-type]
+    h.join(0, "spammer")
+    out = h.say(60, "free nitro discord.gg/xyz", author="spammer")
+    [timeout] = [a for a in out if isinstance(a, Timeout)]
+    assert timeout.minutes == 25 and "25 minutes" in timeout.text
 
 
 def test_several_rules_on_one_message_make_one_decision() -> None:

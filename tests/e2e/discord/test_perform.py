@@ -183,7 +183,8 @@ async def test_react_dm_delete_and_timeout_reach_their_routes(
                              text="Your question is still open; adding details often helps."))
     await adapter.perform(DeleteMessage(ts=_now(), community=GUILD, room=HELP, kind="guard", reason="flood",
                                         reply_to=spam["id"]))
-    await adapter.perform(Timeout(ts=_now(), community=GUILD, room=HELP, kind="guard", reason="flood", to=BOB))
+    await adapter.perform(Timeout(ts=_now(), community=GUILD, room=HELP, kind="guard", reason="flood", to=BOB,
+                                  minutes=25))
 
     assert stand_in.requests_to("PUT", rf"/channels/{HELP}/messages/{question['id']}/reactions/✅/@me")
     [dm_channel] = stand_in.requests_to("POST", r"/users/@me/channels")
@@ -193,7 +194,7 @@ async def test_react_dm_delete_and_timeout_reach_their_routes(
     assert stand_in.requests_to("DELETE", rf"/channels/{HELP}/messages/{spam['id']}")
     [patch] = stand_in.requests_to("PATCH", rf"/guilds/{GUILD}/members/{BOB}")
     until = datetime.fromisoformat(patch.body["communication_disabled_until"])
-    assert timedelta(minutes=9) < until - _now() <= timedelta(minutes=10)
+    assert timedelta(minutes=24) < until - _now() <= timedelta(minutes=25)  # the length the guard decided
 
 
 async def test_missing_permission_raises_so_the_caller_can_report(

@@ -155,8 +155,9 @@ _HELP_WORDS = frozenset(_HELP_BY_WORD)
 
 
 def _help_phrase(core: str, words: list[str]) -> bool:
-    hits = _HELP_WORDS.intersection(words)
-    return bool(hits) and any(_HELP_BY_WORD[w].search(core) for w in hits)
+    if _HELP_WORDS.isdisjoint(words):  # the common case: no set is built
+        return False
+    return any(_HELP_BY_WORD[w].search(core) for w in _HELP_WORDS.intersection(words))
 
 
 # "I'm trying to", "we need", "je cherche": a person describing their own problem.
@@ -180,10 +181,11 @@ _TY = re.compile(r"(?:^|[\s,.!(])(?:ty|fixed)(?:$|[\s,.!:;)])")
 
 # Cheap gates: a costly pattern only runs when one of its words is present.
 _PUNCT = '!"#$%&()*+,./:;<=>?@[\\]^_`{|}~«»“”…'
-# Every ASCII and Latin character has an entry: `str.translate` pays for an exception on each character its table
-# lacks.
-_PUNCT_TO_SPACE = str.maketrans({**{chr(i): chr(i) for i in range(0x250)}, **{c: " " for c in _PUNCT}})
-_PUNCT_BYTES = bytes(32 if chr(i) in _PUNCT else i for i in range(256))
+# Words are split on the UTF-8 bytes: `bytes.translate` is a plain table look-up per byte (every byte of a
+# multi-byte character is 0x80 or more and maps to itself), where `str.translate` with a table pays a dictionary
+# look-up per character. The few punctuation characters beyond ASCII are then replaced in the text.
+_PUNCT_BYTES = bytes(32 if chr(i) in _PUNCT and i < 128 else i for i in range(256))
+_WIDE_PUNCT = tuple(c for c in _PUNCT if not c.isascii())
 _CHATTER_WORDS = 12
 # `_CHATTER` matches a text with letters only if it opens with a greeting or with one of these words.
 _CHATTER_OPENERS = ("hi", "hey", "hello", "helo", "yo", "howdy", "morning", "good", "bonjour", "bonsoir", "salut",
@@ -195,6 +197,8 @@ _CHATTER_FIRST = frozenset(
     t'es vous
     """.split()  # noqa: SIM905
 )
+# The first two characters of every word above: a word whose first two are not among them can be neither.
+_CHATTER_HEADS = frozenset(w[:2] for w in (*_CHATTER_FIRST, *_CHATTER_OPENERS))
 #: `_SMALL_TALK` matches at most this many words ("bonne nuit tout le monde").
 _SMALL_TALK_WORDS = 5
 # The author as subject or owner ("I", "my"), not as object: "tell me what you see?" is a question back.
@@ -210,6 +214,8 @@ _NEED_WORDS = frozenset(
     wondering stuck j'ai j'essaie j'aimerais j'voudrais voudrais veux cherche n'arrive parviens souhaite bloque
     """.split()  # noqa: SIM905
 )
+#: Without one of these words a text is no help request (`Reading.help`).
+_HELP_OR_NEED_WORDS = _HELP_WORDS | _NEED_WORDS
 _THANKS_WORDS = frozenset(
     """
     thanks thank thankyou thanx thnx thx tnx ty tyvm cheers kudos appreciated merci solved fixed worked works
@@ -249,17 +255,14 @@ def strip_addressing(text: str) -> str:
 
 def _words(s: str) -> list[str]:
     """The words of `s`: runs of characters between spaces and punctuation."""
-    if s.isascii():  # bytes.translate is a plain table look-up per character
+    if s.isascii():
         return s.encode().translate(_PUNCT_BYTES).decode().split()
-    return s.translate(_PUNCT_TO_SPACE).split()
-
-
-def _strip_tail(s: str) -> str:
-    s = s.rstrip()
-    if not s or s[-1] in _PLAIN_END or (s[-1] == "." and not s.endswith("..")):
-        return s
-    m = _TAIL.search(s, max(0, len(s) - 48))
-    return s[: m.start()] if m is not None else s
+    # "surrogatepass": a lone surrogate (valid in JSON text) goes through unchanged.
+    s = s.encode("utf-8", "surrogatepass").translate(_PUNCT_BYTES).decode("utf-8", "surrogatepass")
+    for c in _WIDE_PUNCT:
+        if c in s:
+            s = s.replace(c, " ")
+    return s.split()
 
 
 class Reading:
@@ -273,58 +276,92 @@ class Reading:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        #: The leading `nick:` / `nick,` / `@nick` token, if any (callers check it against known authors).
+        self.nick: str | None = None
+        self._start = 0
+        #: The cleaned text, once a test needed it; `_words` and `_phrase` are set with it.
+        self._core: str | None = None
         if text[:1] == "@":
             m = _AT_ADDRESS.match(text)
         elif ":" in text or "," in text:  # "nick:" or "nick,"
             m = _ADDRESS.match(text)
         else:
-            m = None
-        if m is not None and m.group(1).lower() not in _NOT_NICKS:
-            #: The leading `nick:` / `nick,` / `@nick` token, if any (callers check it against known authors).
-            self.nick: str | None = m.group(1)
-            self._start = m.end()
-        else:
-            self.nick = None
-            self._start = 0
-        self._core: str | None = None
-        self._words: list[str] = []
-        self._phrase: bool | None = None
+            return
+        if m is not None:
+            nick = m.group(1)
+            if nick.lower() not in _NOT_NICKS:
+                self.nick = nick
+                self._start = m.end()
 
     def _clean(self) -> str:
-        body = (self.text[self._start :] if self._start else self.text).lower()
+        text = self.text
+        body = (text[self._start :] if self._start else text).lower()
         if "http" in body or "`" in body or "[<-" in body or "www." in body:
             body = _NOISE.sub(" ", body)
-        core = self._core = _strip_tail(body.strip())
-        self._words = _words(core)
+        # Trailing emoticons, emoji, "..." and "!" go; then the words (`_words`, inlined for ASCII).
+        core = body.strip()
+        if core:
+            last = core[-1]
+            if last not in _PLAIN_END and (last != "." or core.endswith("..")):
+                m = _TAIL.search(core, max(0, len(core) - 48))
+                if m is not None:
+                    core = core[: m.start()]
+        self._core = core
+        if core.isascii():
+            self._words: list[str] = core.encode().translate(_PUNCT_BYTES).decode().split()
+        else:
+            self._words = _words(core)
+        #: whether the text has a help phrase, once a test needed to know
+        self._phrase: bool | None = None
         return core
 
-    def _help_phrase(self, core: str) -> bool:
-        found = self._phrase
-        if found is None:
-            found = self._phrase = _help_phrase(core, self._words)
-        return found
-
     def _chatter(self, core: str, words: list[str]) -> bool:
-        if words and not (words[0] in _CHATTER_FIRST or words[0].startswith(_CHATTER_OPENERS)):
-            return False
+        if words:
+            first = words[0]
+            if first[:2] not in _CHATTER_HEADS or not (first in _CHATTER_FIRST or first.startswith(_CHATTER_OPENERS)):
+                return False
         return _CHATTER.match(core) is not None
 
     def question(self, min_words: int = 3) -> bool:
         """See `is_question`."""
         if self.text.count(" ") + 1 < min_words:  # too few words even before cleaning
             return False
-        core = self._core if self._core is not None else self._clean()
+        core = self._core
+        if core is None:
+            core = self._clean()
         words = self._words
-        if len(words) < min_words or (len(words) <= _CHATTER_WORDS and self._chatter(core, words)):
+        n = len(words)
+        if n < min_words:
             return False
+        if n <= _CHATTER_WORDS:  # `_chatter`, inlined (`words` is not empty here)
+            first = words[0]
+            if (
+                first[:2] in _CHATTER_HEADS
+                and (first in _CHATTER_FIRST or first.startswith(_CHATTER_OPENERS))
+                and _CHATTER.match(core) is not None
+            ):
+                return False
         if core[-1:] == "?" or ("?" in core and _QMARK.search(core)):
             return True
-        return _OPENING.match(core) is not None or self._help_phrase(core)
+        # The help phrase first: `help` has usually found it already.
+        phrase = self._phrase
+        if phrase is None:
+            phrase = self._phrase = _help_phrase(core, words)
+        return phrase or _OPENING.match(core) is not None
 
     def help(self) -> bool:
         """See `is_help_request`."""
-        core = self._core if self._core is not None else self._clean()
-        return self._help_phrase(core) or (not _NEED_WORDS.isdisjoint(self._words) and _NEED.search(core) is not None)
+        core = self._core
+        if core is None:
+            core = self._clean()
+        words = self._words
+        if _HELP_OR_NEED_WORDS.isdisjoint(words):  # the common case: neither test can hold
+            self._phrase = False
+            return False
+        phrase = self._phrase
+        if phrase is None:
+            phrase = self._phrase = _help_phrase(core, words)
+        return phrase or (not _NEED_WORDS.isdisjoint(words) and _NEED.search(core) is not None)
 
     def personal(self) -> bool:
         """See `is_personal`."""

@@ -228,13 +228,13 @@ class HistoryReplay:
         if comm is None:
             comm = self._comm(m.community)
         kept = comm.messages
-        if m.id in kept:
-            return  # the engine keeps the first
         intern = self._names.setdefault
         meta = (intern(m.room, m.room), intern(m.author, m.author), m.ts, m.reply_to, m.thread)
-        kept[m.id] = meta
+        mid = m.id
+        if kept.setdefault(mid, meta) is not meta:  # one look-up in a large table, not two
+            return  # the engine keeps the first
         recent = self._recent
-        recent.append((kept, m.id, meta))
+        recent.append((kept, mid, meta))
         if len(recent) > self._recent_cap:
             kept, mid, meta = recent.popleft()
             if kept.get(mid) is meta:
@@ -381,4 +381,9 @@ def _cycle_collector_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            # The replay's objects go straight to the oldest generation (`freeze` then `unfreeze` moves them there
+            # without a look): left young, every one of them would be walked by the next collection, and again as
+            # they aged (a third of a second per 200,000 events). Cycles among them are still collected later.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()

@@ -192,7 +192,19 @@ class RoomWindow:
             if seen.t < order[0].t:
                 self.inversion = seen.seq
             if len(order) >= self.size:
-                self._drop(order.pop())
+                # `_drop(order.pop())`, inlined: this runs for every message once the window is full.
+                old = order.pop()
+                del items[old.id]
+                gone = old.author
+                if latest_by.get(gone) is old:  # `_unlatest`, inlined: most authors leave with their message
+                    del latest_by[gone]
+                    low = gone.lower()
+                    nicks = self._nicks[low]
+                    del nicks[gone]
+                    if not nicks:
+                        del self._nicks[low]
+                for a in old.to:
+                    self._unaddress(a)
         order.appendleft(seen)
         items[seen.id] = seen
         author = seen.author
@@ -219,16 +231,19 @@ class RoomWindow:
     def _drop(self, old: Seen) -> None:
         """Forget `old`, the oldest message (or one of an author whose messages all go)."""
         del self._items[old.id]
-        author = old.author
-        if self.latest_by.get(author) is old:
-            del self.latest_by[author]
-            low = author.lower()
-            nicks = self._nicks[low]
-            del nicks[author]
-            if not nicks:
-                del self._nicks[low]
+        if self.latest_by.get(old.author) is old:
+            self._unlatest(old.author)
         for a in old.to:
             self._unaddress(a)
+
+    def _unlatest(self, author: str) -> None:
+        """`author` leaves the window (their newest message went)."""
+        del self.latest_by[author]
+        low = author.lower()
+        nicks = self._nicks[low]
+        del nicks[author]
+        if not nicks:
+            del self._nicks[low]
 
     def _unaddress(self, author: str) -> None:
         n = self.addressed_to[author] - 1
@@ -294,7 +309,7 @@ def conversation_link(
         # below would reach it when it is in this thread and times did not go back since.
         if own.thread == thread and window.inversion <= own.seq:
             return _carry_on(own, author, seq, questions) if own.seq >= floor and own.t >= since else None
-    for s in window.newest_first():
+    for s in window._order:  # newest first
         if s.seq < floor or s.t < since:
             break
         if s.thread != thread:
@@ -336,7 +351,7 @@ def first_reply_link(
     # Late replies (`silent_reply_time`) only where replies do not exist: elsewhere a late answer replies.
     since = t - (rules.first_reply_us if window.structured else rules.reply_reach_us)
     between: set[str] = set()
-    for s in window.newest_first():
+    for s in window._order:  # newest first
         if s.seq < floor or s.t < since:
             break
         if s.thread != thread or s.author == author:
@@ -390,7 +405,7 @@ def _talking_to_others(window: RoomWindow, author: str, asker: str, t: int, seq:
         if window.inversion <= own.seq:
             return own.seq >= floor and own.t >= since and own.addressed and asker not in own.to
     own_seen = False
-    for s in window.newest_first():
+    for s in window._order:  # newest first
         if s.seq < floor or s.t < since:
             break
         if s.author == author:
@@ -407,7 +422,7 @@ def _quiet(window: RoomWindow, asker: str, author: str, t: int, seq: int, rules:
     """Nobody but `asker` and `author` spoke within the conversation bounds."""
     floor = seq - rules.conversation_messages
     since = t - rules.conversation_us
-    for s in window.newest_first():
+    for s in window._order:  # newest first
         if s.seq < floor or s.t < since:
             return True
         if s.author != asker and s.author != author:
@@ -424,7 +439,7 @@ def engaged(window: RoomWindow, author: str, t: int, seq: int, rules: LinkRules)
         return False
     floor = seq - rules.conversation_messages
     since = t - rules.conversation_us
-    for s in window.newest_first():
+    for s in window._order:  # newest first
         if s.seq < floor or s.t < since:
             break
         if s.author == author:

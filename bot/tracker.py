@@ -142,14 +142,15 @@ class _Info:
 
     __slots__ = ("answers", "asked_t", "author", "follows", "id", "last", "q", "room", "seq")
 
-    def __init__(self, q: Question, room: tuple[str, str], seq: int, last: int) -> None:
+    def __init__(self, q: Question, room: tuple[str, str], seq: int, last: int, asked_t: int | None = None) -> None:
         self.q = q
         self.id = q.id
         self.author = q.author
         self.room = room
         #: the question's position in its room (0 when it was loaded without its message)
         self.seq = seq
-        self.asked_t = micros(q.asked_ts)
+        #: `q.asked_ts` in microseconds (the caller may know it already)
+        self.asked_t = micros(q.asked_ts) if asked_t is None else asked_t
         #: time of the latest activity, in microseconds
         self.last = last
         #: answer message id -> (author, ts); a shared empty mapping until the first answer
@@ -200,6 +201,7 @@ class _Room:
         "asked_low",
         "community",
         "info",
+        "key",
         "last",
         "owner",
         "qs",
@@ -210,8 +212,10 @@ class _Room:
         "window",
     )
 
-    def __init__(self, community: str, comm: _Community, window: int) -> None:
+    def __init__(self, community: str, room: str, comm: _Community, window: int) -> None:
         self.community = community
+        #: (community, room): the room's key, shared by its questions' bookkeeping
+        self.key = (community, room)
         self.info = comm.info
         self.owner = comm.owner
         self.window = RoomWindow(window)
@@ -350,9 +354,12 @@ class QuestionTracker:
         if isinstance(m, Reaction):
             refs = [m.message]
         else:
+            reply_to, thread, mid = m.reply_to, m.thread, m.id
+            if reply_to is None and (thread is None or thread == mid):
+                return []  # the common case, said before anything is looked up
             if self._ignored(m.author, m.is_bot, m.text):
                 return []
-            refs = [r for r in (m.reply_to, m.thread) if r is not None and r != m.id]
+            refs = [r for r in (reply_to, thread) if r is not None and r != mid]
             if not refs:
                 return []
         room = self._rooms.get((m.community, m.room))
@@ -431,44 +438,51 @@ class QuestionTracker:
             ids.discard(order.popleft())
         ts = m.ts
         t = (ts - _EPOCH) // _MICRO  # micros(ts), inlined
-        if room.last is None or t > room.last:
+        last = room.last
+        if last is None or t > last:
             room.last = t
         win = room.window
         reply_to = m.reply_to
-        threaded = m.thread is not None and m.thread != mid
-        if reply_to is not None or threaded or m.platform in STRUCTURED_PLATFORMS:
+        thread = m.thread
+        threaded = thread is not None and thread != mid
+        if not win.structured and (reply_to is not None or threaded or m.platform in STRUCTURED_PLATFORMS):
             win.structured = True
         text = Reading(m.text)
         # Whom `m` addresses: mentions, and a leading nick that names a recent author or an asker.
-        to = [a for a in m.mentions if a != author] if m.mentions else []
         token = text.nick
-        if token is not None:
-            who = win.resolve(token, room.asker_named)
-            if who is not None and who != author and who not in to:
-                to.append(who)
-        addressed = bool(to) or token is not None
+        mentions = m.mentions
+        if mentions or token is not None:
+            to = [a for a in mentions if a != author] if mentions else []
+            if token is not None:
+                who = win.resolve(token, room.asker_named)
+                if who is not None and who != author and who not in to:
+                    to.append(who)
+            addressed = bool(to) or token is not None
+            # Addressed messages never open a question nor answer by position: the text tests are skipped.
+            helps = False if addressed else text.help()
+            seen = Seen(mid, author, ts, t, win.seq + 1, reply_to, thread, tuple(to), None, _NONE, addressed, helps)
+        else:
+            addressed = False
+            seen = Seen(mid, author, ts, t, win.seq + 1, reply_to, thread, (), None, _NONE, False, text.help())
         win.seq += 1
-        seen = Seen(mid, author, ts, t, win.seq, reply_to, m.thread, tuple(to), None, _NONE, addressed)
-        if not addressed:
-            seen.help = text.help()
         qs = room.qs
         if qs is None:
             qs = room.qs = self._settings.room(c, m.room).questions
+        mode = qs.mode
         changes: list[Change] = []
         # Only replies, thread messages and addressed messages can be placed explicitly.
-        handled = (reply_to is not None or threaded or bool(to)) and self._explicit(m, room, seen, text, changes)
-        # Addressed messages and replies never open a question nor answer by position: skip the text tests.
-        asks = (
-            qs.mode == "auto"
-            and not addressed
-            and (reply_to is None or self._own_message(room, m))
-            and text.question(qs.min_words)
-        )
+        handled = (reply_to is not None or threaded or bool(seen.to)) and self._explicit(m, room, seen, text, changes)
+        # A reply may open a question (or answer by position) only when it replies to its author's own message.
+        own = not addressed and (reply_to is None or self._own_message(room, m))
+        asks = mode == "auto" and own and text.question(qs.min_words)
         seen.asks = asks
-        if not handled and not addressed and reply_to is None:
-            self._implicit(m, room, seen, text, asks, changes)
-        if seen.role is _NONE and qs.mode != "off":
-            self._maybe_open(m, room, seen, asks, qs.mode == "every_thread", changes)
+        implicit = not handled and not addressed and reply_to is None
+        mine = self._implicit(m, room, seen, text, asks, changes) if implicit else None
+        if seen.role is _NONE and own and mode != "off":
+            if mode == "every_thread":
+                self._open_every_thread(m, room, seen, changes)
+            elif asks:  # otherwise nothing opens
+                self._maybe_open(m, room, seen, mine if implicit else room.latest_asked(author), changes)
         win.push(seen)
         return changes
 
@@ -658,16 +672,14 @@ class QuestionTracker:
             comm = self._comms.get(community)
             if comm is None:
                 comm = self._comms[community] = _Community()
-            found = self._rooms[key] = _Room(community, comm, self._window)
+            found = self._rooms[key] = _Room(community, room, comm, self._window)
         return found
 
     def _holds(self, community: str, room: _Room | None, id: str) -> bool:
+        if room is not None and id in room.window:  # the cheapest test first
+            return True
         comm = self._comms.get(community)
-        return (
-            (comm is not None and id in comm.owner)
-            or (community, id) in self._cold
-            or (room is not None and id in room.window)
-        )
+        return (comm is not None and id in comm.owner) or (community, id) in self._cold
 
     def _meta(self, room: _Room, id: str) -> tuple[str, datetime] | None:
         """(author, ts) of a message the tracker holds."""
@@ -703,7 +715,8 @@ class QuestionTracker:
                 placed |= self._reply_to_untracked(m, room, seen, text, changes)
         if m.thread is not None and m.thread != m.id:
             info = self._thread_question(room, m.thread)
-            if info is not None and info.q.state in _LINKABLE and all(info is not x[0] for x in contexts):
+            # (`contexts` holds at most the reply's question here)
+            if info is not None and info.q.state in _LINKABLE and (not contexts or contexts[0][0] is not info):
                 contexts.append((info, None, _THREAD))
         for info, target, how in contexts:
             placed = True
@@ -853,9 +866,13 @@ class QuestionTracker:
         else:
             between.role, between.question = _ANSWER, mine.q.id
 
-    def _implicit(self, m: Message, room: _Room, seen: Seen, text: Reading, asks: bool, changes: list[Change]) -> None:
-        """An unaddressed message without reply or thread link: the asker following up, or a positional answer."""
-        mine = room.latest_asked(m.author)
+    def _implicit(
+        self, m: Message, room: _Room, seen: Seen, text: Reading, asks: bool, changes: list[Change]
+    ) -> _Info | None:
+        """An unaddressed message without reply or thread link: the asker following up, or a positional answer.
+        Returns the author's latest linkable question in the room, when they have one."""
+        author = seen.author
+        mine = room.latest_asked(author) if author in room.asked else None
         if mine is not None and seen.t - mine.last <= _FOLLOW_UP and mine.q.thread == m.thread:
             self._turn_taken(m, room, seen, mine, changes)
             if text.thanks():
@@ -863,68 +880,75 @@ class QuestionTracker:
                 self._add(changes, self._resolve(mine, m.author, credit, m.ts), seen, mine, _FOLLOW)
             elif not asks or (mine.q.state is _OPEN and seen.t - mine.asked_t <= _REASK):
                 self._follow(room.owner, mine, seen)
-            return
-        found = conversation_link(room.window, m.author, seen.t, seen.seq, m.thread, room, self._rules)
+            return mine
+        win = room.window
+        rules = self._rules
+        # The positional rules' own first tests, made here: most messages fail them, and a call costs more.
+        if author in win.addressed_to or author in win.latest_by:
+            found = conversation_link(win, author, seen.t, seen.seq, m.thread, room, rules)
+        else:
+            found = None  # nobody addressed the author and they did not speak lately: no conversation to carry on
         if found is None:
-            q = first_reply_link(room.window, m.author, seen.t, seen.seq, m.thread, room, self._rules, asks=asks)
             # Chatter and a new help request answer nothing; nor does a question about one's own situation.
-            if q is None or seen.help or text.chatter() or (asks and text.personal()):
-                return
+            if seen.help or (asks and win.structured) or win.last_question < seen.seq - rules.first_reply_messages:
+                return mine
+            q = first_reply_link(win, author, seen.t, seen.seq, m.thread, room, rules, asks=asks)
+            if q is None or text.chatter() or (asks and text.personal()):
+                return mine
             found = q, _POSITION
         info = room.info[found[0].id]
         self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, found[1]), seen, info)
+        return mine
 
     def _own_message(self, room: _Room, m: Message) -> bool:
         """`m` replies to a message by its own author."""
         target = self._meta(room, m.reply_to) if m.reply_to is not None else None
         return target is not None and target[0] == m.author
 
-    def _maybe_open(
-        self, m: Message, room: _Room, seen: Seen, asks: bool, every_thread: bool, changes: list[Change]
-    ) -> None:
-        """Open a question for `m` when the room's question mode says so."""
-        if seen.addressed:
+    def _open_every_thread(self, m: Message, room: _Room, seen: Seen, changes: list[Change]) -> None:
+        """Mode `every_thread`: the first message of a thread (an unaddressed one, not a reply to someone else's
+        message) opens a question."""
+        if m.thread is None:
             return
-        if m.reply_to is not None and not self._own_message(room, m):
-            return
-        if every_thread:
-            if m.thread is None:
+        if m.thread != m.id:
+            if self._thread_question(room, m.thread) is not None:
                 return
-            if m.thread != m.id:
-                if self._thread_question(room, m.thread) is not None:
-                    return
-                root = room.window.get(m.thread)
-                if root is not None and root.role is _NONE and root.author != m.author:
-                    # The thread grew from a message we saw: that root is the question, `m` its first answer.
-                    changes.append(self._open(m.room, room, root, thread=m.thread))
-                    info = room.info[m.thread]
-                    self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, _THREAD), seen, info)
-                    return
-                if self._holds(m.community, room, m.thread):
-                    return
-            changes.append(self._open(m.room, room, seen, thread=m.thread))
-            return
+            root = room.window.get(m.thread)
+            if root is not None and root.role is _NONE and root.author != m.author:
+                # The thread grew from a message we saw: that root is the question, `m` its first answer.
+                changes.append(self._open(m.room, room, root, thread=m.thread))
+                info = room.info[m.thread]
+                self._add(changes, self._link(room.owner, info, m.id, m.author, m.ts, _THREAD), seen, info)
+                return
+            if self._holds(m.community, room, m.thread):
+                return
+        changes.append(self._open(m.room, room, seen, thread=m.thread))
+
+    def _maybe_open(self, m: Message, room: _Room, seen: Seen, mine: _Info | None, changes: list[Change]) -> None:
+        """Mode `auto`: `m` (unaddressed, not a reply to someone else's message) asks something: it opens a question
+        unless it belongs to a thread's question, a conversation, or the asker's recent question. `mine` is the
+        author's latest linkable question in the room (as `_implicit` found it: nothing it does after changes it)."""
         if m.thread is not None and m.thread != m.id and self._thread_question(room, m.thread) is not None:
             return
-        if not asks or (
-            m.reply_to is None and m.thread is None and engaged(room.window, m.author, seen.t, seen.seq, self._rules)
-        ):
+        if m.reply_to is None and m.thread is None and engaged(room.window, m.author, seen.t, seen.seq, self._rules):
             return
-        mine = room.latest_asked(m.author)
         if mine is not None and mine.q.state is _OPEN and seen.t - mine.asked_t <= _REASK and mine.q.thread == m.thread:
             self._follow(room.owner, mine, seen)
             return
         changes.append(self._open(m.room, room, seen, thread=m.thread))
 
     def _open(self, room_id: str, room: _Room, seen: Seen, *, thread: str | None = None) -> Opened:
-        q = Question(room.community, seen.id, room_id, seen.author, seen.ts, thread=thread or seen.thread)
-        room.info[q.id] = _Info(q, (room.community, room_id), seen.seq, seen.t)
-        room.owner[q.id] = q.id
-        seen.role, seen.question = _QUESTION, q.id
-        room.window.note_question(seen)
-        room.add_asked(q.author, q.id)
+        qid = seen.id
+        q = Question(room.community, qid, room_id, seen.author, seen.ts, thread=thread or seen.thread)
+        room.info[qid] = _Info(q, room.key, seen.seq, seen.t, seen.t)
+        room.owner[qid] = qid
+        seen.role, seen.question = _QUESTION, qid
+        win = room.window
+        if seen.seq > win.last_question:  # `RoomWindow.note_question`, inlined
+            win.last_question = seen.seq
+        room.add_asked(q.author, qid)
         if q.thread is not None:
-            room.threads[q.thread] = q.id
+            room.threads[q.thread] = qid
         return Opened(q)
 
     def _closing(self, info: _Info) -> None:
@@ -968,14 +992,18 @@ class QuestionTracker:
             or len(q.answers) >= MAX_ANSWERS
         ):
             return None
-        info.own_answer(message, author, ts)
+        answers = info.answers
+        if not isinstance(answers, dict):  # `_Info.own_answer`, inlined
+            answers = info.answers = {}
+        answers[message] = (author, ts)
         owner[message] = info.id
-        q.answers.append(message)
-        if len(q.answers) > 1 and ts < info.answers[q.answers[-2]][1]:
-            q.answers.sort(key=lambda a: info.answers[a][1])
+        ids = q.answers
+        ids.append(message)
+        if len(ids) > 1 and ts < answers[ids[-2]][1]:
+            ids.sort(key=lambda a: answers[a][1])
         if q.first_answer_ts is None or ts < q.first_answer_ts:
             q.answered_by, q.first_answer_ts = message, ts
-        t = micros(ts)
+        t = (ts - _EPOCH) // _MICRO  # micros(ts), inlined
         if t > info.last:
             info.last = t
         if q.state is not _ANSWERED:

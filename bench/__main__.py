@@ -18,6 +18,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["replay", "due", "nudges", "import", "report", "guard", "loopback"],
                     help="run one benchmark")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # in order with the children's output
     with tempfile.TemporaryDirectory(prefix="lien-bench-") as tmp:
         if args.only in (None, "replay"):
             print("== replay throughput (lien simulate, persistence on SQLite)")
@@ -26,7 +27,7 @@ def main() -> None:
             print("== finding due work among 1,000,000 open questions")
             from bench.bench_due_query import main as due_main
 
-            due_main([])
+            asyncio.run(due_main([]))
         if args.only in (None, "report"):
             print("== lien report over the replay's events (import + report targets: <= 60 s, <= 500 MB)")
             from bench import report_bench
@@ -38,10 +39,10 @@ def main() -> None:
 
             asyncio.run(nudge_main([]))
         if args.only in (None, "guard"):
-            print("== guard under load: 20,000 events/s offered for 30 s, through the guard and the engine")
-            from bench.guard_load import main as guard_main
-
-            guard_main([])
+            print("== guard under load: 20,000 events/s offered for 30 s, through the guard and the engine", flush=True)
+            # A child process, so that its peak RSS is its own, not the earlier benchmarks'.
+            subprocess.run([sys.executable, "-m", "bench.guard_load"], check=False,
+                           cwd=Path(__file__).resolve().parent.parent)
         if args.only in (None, "loopback"):
             print("== loopback load: 20,000 events/s for 30 s over TCP in real time, through the engine on SQLite",
                   flush=True)

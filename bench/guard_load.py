@@ -18,7 +18,6 @@ import asyncio
 import heapq
 import logging
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.memory import peak_rss_mb
 from bot.clock import VirtualClock
 from bot.config import Settings
 from bot.engine import Engine
@@ -206,10 +206,6 @@ class _View:
     moderators_room: str | None = "mods"
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _pct(ordered: list[int], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] / 1000
 
@@ -330,7 +326,7 @@ def report_guard(r: Run, rate: int, seconds: float) -> None:
     wall, cpu_floor = _timing_floor()
     print(f"  of which the timing itself (an empty call timed the same way): wall p50 {wall:.1f} us, "
           f"CPU p50 {cpu_floor:.1f} us")
-    print(f"peak RSS after the guard pass: {_rss_mb():.0f} MB; guard state at the end: {r.guard.sizes()}")
+    print(f"peak RSS after the guard pass: {peak_rss_mb():.0f} MB; guard state at the end: {r.guard.sizes()}")
     spammers = plan.spammers
     by_kind = {k: sum(1 for s, kk in spammers.items() if kk == k and s in r.flagged) for k in SPAM_KINDS}
     totals = {k: sum(1 for kk in spammers.values() if kk == k) for k in SPAM_KINDS}
@@ -354,7 +350,7 @@ def report_engine(r: Run, rate: int, total: int) -> None:
     print(f"  guard share of the time: {r.guard_ns / 1e9 / r.elapsed:.1%}; guard latency in the pipeline p50 "
           f"{_pct(ordered, 0.5):.1f} us, p99 {_pct(ordered, 0.99):.1f} us; actions: guard {r.actions:,}, "
           f"engine {r.engine_actions:,}")
-    print(f"peak RSS of the process: {_rss_mb():.0f} MB")
+    print(f"peak RSS of the process: {peak_rss_mb():.0f} MB")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from json.encoder import encode_basestring
 from pathlib import Path
 
 from bench.generate import ANSWERS, CHATTER, QUESTIONS, THANKS
+from bench.memory import peak_rss_mb
 
 TARGET_RATE = 100_000
 TARGET_RSS_MB = 500
@@ -142,11 +143,7 @@ def _child(export: Path, out: Path) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     code = run_import("discord", [export], out, False, False, stderr=err)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak_kb = 0
-    with open("/proc/self/status", encoding="ascii") as status:  # VmHWM: this process's own high-water mark
-        for line in status:
-            if line.startswith("VmHWM:"):
-                peak_kb = int(line.split()[1])
+    peak_mb = peak_rss_mb()
     # The floor on this machine, now: the same file only decoded by the streaming reader.
     from adapters.importing import ExportReader
 
@@ -154,7 +151,7 @@ def _child(export: Path, out: Path) -> None:
     for _ in ExportReader(export).records(lambda header: None, lambda error, reason: None):
         pass
     decode_cpu = time.process_time() - decode_cpu
-    print(json.dumps({"code": code, "wall": wall, "cpu": cpu, "decode_cpu": decode_cpu, "peak_mb": peak_kb / 1024,
+    print(json.dumps({"code": code, "wall": wall, "cpu": cpu, "decode_cpu": decode_cpu, "peak_mb": peak_mb,
                       "summary": err.getvalue()}))
 
 

@@ -26,7 +26,6 @@ import bisect
 import json
 import logging
 import math
-import os
 import resource
 import socket
 import sqlite3
@@ -42,6 +41,7 @@ from typing import Any
 
 from adapters.jsonl import dumps_line, event_to_dict, format_ts, parse_event
 from bench.guard_load import SPAM_KINDS, Plan, generate
+from bench.memory import peak_rss_mb, rss_mb
 from bot.actions import Action
 from bot.errors import InputError
 from bot.events import Event, MemberJoin, Message
@@ -121,7 +121,7 @@ def send(port: int, rate: int, seconds: float, budget: float, seed: int) -> dict
         "planned": total, "sent": sent, "messages_sent": sent - joins_sent, "joins_sent": joins_sent,
         "elapsed": elapsed, "in_send": in_send, "max_behind": behind, "stopped_early": stopped,
         "bytes": starts[sent], "spammers": plan.spammers, "raiders": sorted(plan.raiders),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -159,15 +159,6 @@ class Hist:
             return "no samples"
         return (f"p50 {self.pct(0.5) / unit:,.1f} {name}, p99 {self.pct(0.99) / unit:,.1f} {name}, "
                 f"p99.9 {self.pct(0.999) / unit:,.1f} {name}, max {self.max / unit:,.1f} {name}")
-
-
-def _rss_mb() -> float:
-    """Resident memory now (Linux /proc; elsewhere the peak so far)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass(slots=True)
@@ -307,7 +298,7 @@ async def receive(args: argparse.Namespace, workdir: Path) -> tuple[Receiver, di
     settings = Settings()
     r = Receiver(args.rate, args.batch, settings.lien.self_ids, settings.lien.command_prefix)
     started = time.perf_counter()
-    r.rss.append((0.0, _rss_mb()))
+    r.rss.append((0.0, rss_mb()))
     db = make_engine(f"sqlite+aiosqlite:///{workdir / 'loopback.db'}")
     await upgrade(db)
     lock = asyncio.Lock()  # a timer's job and a transaction of events never interleave
@@ -350,7 +341,7 @@ async def receive(args: argparse.Namespace, workdir: Path) -> tuple[Receiver, di
     async def sample_rss() -> None:
         while True:
             await asyncio.sleep(0.5)
-            r.rss.append((time.perf_counter() - started, _rss_mb()))
+            r.rss.append((time.perf_counter() - started, rss_mb()))
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)  # before listen: accepted sockets get it
@@ -369,7 +360,7 @@ async def receive(args: argparse.Namespace, workdir: Path) -> tuple[Receiver, di
     server.close()
     await server.wait_closed()
     sampler.cancel()
-    r.rss.append((time.perf_counter() - started, _rss_mb()))
+    r.rss.append((time.perf_counter() - started, rss_mb()))
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     state = {
         "cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
@@ -419,7 +410,7 @@ def report(args: argparse.Namespace, r: Receiver, s: dict[str, Any], state: dict
     print(f"lag, send timestamp -> committed: {r.lag_sent.line(1e6, 'ms')}")
     print(f"lag, time due on the {args.rate:,}/s schedule -> committed (what a source that does not slow down "
           f"would see): {r.lag_due.line(1e6, 'ms')}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     samples = r.rss
     marks = [samples[min(len(samples) - 1, round(f * (len(samples) - 1)))] for f in (0, 0.25, 0.5, 0.75, 1)]
     print(f"peak RSS of the receiver: {peak:.0f} MB; RSS over the run: "

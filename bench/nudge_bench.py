@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.scheduler import ApScheduler
+from bench.memory import rss_mb
 from bot.clock import SystemClock, VirtualClock
 from bot.config import Settings
 from bot.engine import Engine
@@ -41,12 +42,6 @@ from storage.repositories import SqlStore, _sqlite_ts
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TARGET_MS = 5.0
 C = "guild-1"
-
-
-def _rss_mb() -> float:
-    """Current resident memory of this process, in MB (Linux)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 1e6
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -120,11 +115,11 @@ async def start_engine(store: SqlStore, settings: Settings) -> tuple[float, int,
     """A fresh engine's `start()` at T0: (seconds, timers armed, resident MB added, seconds of a reconcile pass)."""
     scheduler = VirtualScheduler()
     engine = Engine(settings, store, VirtualClock(T0), scheduler)
-    rss = _rss_mb()
+    rss = rss_mb()
     start = time.perf_counter()
     await engine.start(purge=False)
     seconds = time.perf_counter() - start
-    mb = _rss_mb() - rss
+    mb = rss_mb() - rss
     start = time.perf_counter()
     rearmed = await engine.reconcile()
     assert rearmed == 0

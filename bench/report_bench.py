@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,13 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.generate import write
+from bench.memory import peak_rss_mb
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 500.0
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def _child(events: Path, out: Path) -> dict[str, float]:
@@ -44,11 +40,11 @@ async def _child(events: Path, out: Path) -> dict[str, float]:
         t1, c1 = time.perf_counter(), time.process_time()
     finally:
         reader.close()
-    peak_after_replay = _peak_mb()
+    peak_after_replay = peak_rss_mb()
     size = write_report(out, questions, edges, ReportOptions(salt=new_salt(), generated=datetime.now(UTC),
                                                              source=events.name, names=names.names))
     t2, c2 = time.perf_counter(), time.process_time()
-    peak_after_build = _peak_mb()
+    peak_after_build = peak_rss_mb()
     reader = read_events(events)
     try:
         count = sum(1 for _ in reader)
@@ -67,13 +63,12 @@ def run(n: int, workdir: Path) -> dict[str, float]:
     events = write(workdir / "events.jsonl", n)
     print(f"generated {n:,} events in {time.perf_counter() - start:.1f} s")
     out = workdir / "report.html"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "bench.report_bench", "--child", str(events), str(out)],
                           check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     f = json.loads(done.stdout.strip().splitlines()[-1])
+    peak_mb = f["peak_after_build_mb"]  # the child's own high-water mark once the page is written
     f.update(peak_rss_mb=peak_mb)
     total = f["replay_s"] + f["build_s"]
     cpu = f["replay_cpu_s"] + f["build_cpu_s"]

@@ -657,13 +657,18 @@ class MatrixAdapter:
             return None
         return dict(resp.event.source) if isinstance(resp, RoomGetEventResponse) else None
 
+    def _joined(self, room_id: str) -> _Room:
+        """The room lien is in, or ActionRefused (`not_in_room`): lien cannot act where it is not."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise ActionRefused(f"matrix: lien is not in {room_id}", reason="not_in_room")
+        return room
+
     async def _redact(self, action: DeleteMessage) -> str:
         room_id, target = action.room, action.reply_to
         if not room_id or not target:
             raise UnsupportedAction("delete action needs room and reply_to")
-        room = self._rooms.get(room_id)
-        if room is None:
-            raise ActionRefused(f"matrix: lien is not in {room_id}", reason="not_in_room")
+        room = self._joined(room_id)
         needed = int(room.power_levels.get("redact", 50)) if room.power_levels else 50
         if power_level(self.user_id, room.power_levels, room.creators) < needed:
             raise ActionRefused(f"matrix: lien lacks power level {needed} to redact in {room_id}",
@@ -685,9 +690,7 @@ class MatrixAdapter:
         room_id, member = action.room, action.to
         if not room_id or not member:
             raise UnsupportedAction("timeout action needs room and to")
-        room = self._rooms.get(room_id)
-        if room is None:
-            raise ActionRefused(f"matrix: lien is not in {room_id}", reason="not_in_room")
+        room = self._joined(room_id)
         creators = room.creators
         # As for redactions: refuse at once on the state lien tracks; the write re-checks on the latest state.
         self._refuse_power_change(room_id, member, room.power_levels, creators)

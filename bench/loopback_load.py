@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.jsonl import dumps_line, event_to_dict, format_ts, parse_event
-from bench.guard_load import SPAM_KINDS, Plan, generate
+from bench.guard_load import SPAM_KINDS, Plan, generate, note_flags, timed
 from bench.memory import peak_rss_mb, rss_mb
 from bot.actions import Action
 from bot.errors import InputError
@@ -200,22 +200,16 @@ def _time_guard(guard: Any, r: Receiver) -> None:
     wall, cpu, flagged = r.guard_wall, r.guard_cpu, r.flagged
 
     def timed_message(m: Message, *, is_moderator: bool = False, now: datetime) -> list[Action]:
-        c0 = time.thread_time_ns()
-        t0 = time.perf_counter_ns()
-        actions = on_message(m, is_moderator=is_moderator, now=now)
-        wall.add(time.perf_counter_ns() - t0)
-        cpu.add(time.thread_time_ns() - c0)
-        for a in actions:
-            if a.reason in SPAM_KINDS:
-                flagged.setdefault(m.author, set()).add(a.reason)
+        actions, spent, used = timed(on_message, m, is_moderator=is_moderator, now=now)
+        wall.add(spent)
+        cpu.add(used)
+        note_flags(flagged, m.author, actions)
         return actions
 
     def timed_join(j: MemberJoin, now: datetime) -> list[Action]:
-        c0 = time.thread_time_ns()
-        t0 = time.perf_counter_ns()
-        actions = on_join(j, now)
-        wall.add(time.perf_counter_ns() - t0)
-        cpu.add(time.thread_time_ns() - c0)
+        actions, spent, used = timed(on_join, j, now)
+        wall.add(spent)
+        cpu.add(used)
         return actions
 
     guard.on_message = timed_message  # instance attributes: the engine calls these in its pipeline

@@ -25,6 +25,8 @@ from bot.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+#: A refused guard action of one kind is reported to the moderators at most this often per community.
+REFUSAL_NOTE_EVERY = timedelta(minutes=10)
 
 
 class Runtime:
@@ -37,6 +39,7 @@ class Runtime:
         self._route: dict[str, Adapter] = {}
         self._queues: dict[tuple[str, str | None], asyncio.Queue[Action]] = {}
         self._free_at: dict[tuple[str, str | None], datetime] = {}
+        self._refusal_noted: dict[tuple[str, str], datetime] = {}
         self._tasks = TaskSet(logger=log)
         self._lock = asyncio.Lock()
 
@@ -141,9 +144,19 @@ class Runtime:
             await adapter.perform(action)
         except UnsupportedAction as exc:
             log.warning("%s cannot perform %s: %s", adapter.platform, action.name, exc)
-            if isinstance(action, DeleteMessage | Timeout):
+            if isinstance(action, DeleteMessage | Timeout) and self._first_refusal(action):
                 # The guard's report already told the moderators what lien did: they must learn it did not.
                 await self.deliver([self._not_done(action, exc)])
+
+    def _first_refusal(self, action: Action) -> bool:
+        """Is this the first refusal of its kind in the community for `REFUSAL_NOTE_EVERY`? A missing permission
+        refuses every delete of a flood: the moderators need to hear it once, not once per message."""
+        key, now = (action.community, action.name), self.clock.now()
+        last = self._refusal_noted.get(key)
+        if last is not None and now - last < REFUSAL_NOTE_EVERY:
+            return False
+        self._refusal_noted[key] = now
+        return True
 
     def _not_done(self, action: DeleteMessage | Timeout, exc: UnsupportedAction) -> Action:
         """A note to the moderators' room (else the action's room) that a guard action was refused, and why."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,6 +17,7 @@ from bot.timers import VirtualScheduler
 from tests.fakes import FakeStore
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+GAP = timedelta(minutes=6)
 C = "guild"
 
 
@@ -45,12 +46,16 @@ class RefusingPlatform:
         return None
 
 
-async def _deliver(settings: Settings, platform: RefusingPlatform, actions: list[Action]) -> list[Action]:
+async def _deliver(settings: Settings, platform: RefusingPlatform, *batches: list[Action]) -> list[Action]:
+    """Deliver each batch in turn, the clock moving `GAP` between them."""
     clock = VirtualClock(NOW)
     runtime = Runtime(Engine(settings, FakeStore(), clock, VirtualScheduler()), [platform], clock)
-    await runtime.deliver(actions)
-    for _ in range(3):  # a note is queued while the refused action is handled: drain the new queue too
-        await runtime.drained()
+    for i, actions in enumerate(batches):
+        if i:
+            clock.set(clock.now() + GAP)
+        await runtime.deliver(actions)
+        for _ in range(3):  # a note is queued while the refused action is handled: drain the new queue too
+            await runtime.drained()
     await runtime.stop()
     return platform.performed
 
@@ -80,3 +85,14 @@ async def test_without_a_moderators_room_the_note_goes_to_the_room_of_the_hit() 
                                [Timeout(ts=NOW, community=C, room="general", kind="guard", to="bob", minutes=5)])
     [note] = performed
     assert isinstance(note, Report) and note.room == "general" and "timeout not permitted" in note.text
+
+
+async def test_a_refusal_repeated_for_every_message_of_a_flood_is_reported_once_per_ten_minutes() -> None:
+    refusal = UnsupportedAction("delete not permitted in general: Missing Permissions")
+    deletes = [DeleteMessage(ts=NOW, community=C, room="general", kind="guard", reason="flood", reply_to=f"m{i}")
+               for i in range(8)]
+    performed = await _deliver(_settings(moderators_room="mods"), RefusingPlatform(refusal),
+                               deletes, deletes[:2], deletes[:2])  # then 6 and 12 minutes later
+    notes = [a for a in performed if isinstance(a, Report)]
+    assert len(notes) == 2  # the flood's first refusal, and the one 12 minutes after it
+    assert "<link:general/m0>" in notes[0].text and "<link:general/m0>" in notes[1].text

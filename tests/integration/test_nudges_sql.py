@@ -29,6 +29,14 @@ from tests.bot_driver import START, TestBot
 
 #: Member ids distinctive enough that finding the string anywhere means finding the member.
 CAROL, ALICE, BOB, DAVE = "carol-7f3a", "alice-2b9c", "bob-5d1e", "dave-8e4f"
+#: Carol asks (m1) and Alice answers three minutes later (m2): the start of the restart and eviction scenarios.
+ANSWERED = f"""
+/as {CAROL}
+How do I make the CI run only on the main branch?
+/wait 3m
+/as {ALICE}
+/reply m1 Add a branches filter under on push in the workflow file.
+"""
 C = "console"
 
 
@@ -289,13 +297,7 @@ async def test_after_a_restart_an_answered_question_takes_a_second_answer_and_th
     answer, link and credit the right people (this crashed when answers were not reloaded)."""
     settings = Settings.model_validate({"nudges": {"quiet_hours": {"enabled": False}}})
     bot = await TestBot(sql_store, settings).start()
-    await bot.lines(f"""
-/as {CAROL}
-How do I make the CI run only on the main branch?
-/wait 3m
-/as {ALICE}
-/reply m1 Add a branches filter under on push in the workflow file.
-""")
+    await bot.lines(ANSWERED)
     again = TestBot(sql_store, settings, start=bot.clock.now())
     again.adapter.run_id = "t2"
     for known in ("_ids", "_labels", "_rooms", "_threads"):
@@ -408,12 +410,7 @@ async def test_a_reply_to_an_evicted_answered_question_links_beside_its_earlier_
     """An answered question idle for days leaves memory; a late reply to it reloads it with its answers and links
     (this crashed when the question came back without them)."""
     bot = await TestBot(sql_store, Settings.model_validate({"nudges": {"quiet_hours": {"enabled": False}}})).start()
-    await bot.lines(f"""
-/as {CAROL}
-How do I make the CI run only on the main branch?
-/wait 3m
-/as {ALICE}
-/reply m1 Add a branches filter under on push in the workflow file.
+    await bot.lines(ANSWERED + f"""
 /wait 4d
 /as {DAVE}
 Morning all, the release notes are out.

@@ -335,7 +335,8 @@ class Engine:
         days = self.settings.room(community, room).nudges.history_days
         now = self.clock.now()
         if self.answer_times.stale((community, room), now, days):
-            delays = await tx.questions.first_answer_delays(community, room, now - timedelta(days=days))
+            delays = await tx.questions.first_answer_delays(community, room, now - timedelta(days=days),
+                                                            self.answer_times.maxlen)
             self.answer_times.load((community, room), delays, now)
 
     def _settle(self, tx: Tx, q: Question, helpers: set[str]) -> None:

@@ -24,15 +24,14 @@ report's metrics and its list of unanswered questions count them alike.
 
 from __future__ import annotations
 
-import gc
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from bot.commands import CommandRate, parse_command, refusal
 from bot.config import HARD_MAX_RECIPIENTS, NudgeSettings, Settings
+from bot.cycles import cycle_collector_paused
 from bot.engine import EVICT_EVERY, LINGER, WINDOW
 from bot.events import Command, Delete, Edit, Event, Message, Reaction
 from bot.help_edges import edges_of
@@ -365,25 +364,7 @@ def replay_history(events: Iterable[Event], settings: Settings, *, until: dateti
     `until` is when the questions are judged (default: the last event); `lien simulate` judges them 7 days later.
     """
     replay = HistoryReplay(settings)
-    with _cycle_collector_paused():
+    with cycle_collector_paused():
         for event in events:
             replay.feed(event)
         return replay.history(until)
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """The replay keeps hundreds of thousands of objects and makes next to no reference cycles (5 in a million
-    events): the cyclic collector would walk the kept objects again and again for nothing, a quarter of the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            # The replay's objects go straight to the oldest generation (`freeze` then `unfreeze` moves them there
-            # without a look): left young, every one of them would be walked by the next collection, and again as
-            # they aged (a third of a second per 200,000 events). Cycles among them are still collected later.
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()

@@ -92,8 +92,9 @@ class QuestionRepo(Protocol):
         """Every community with stored questions."""
         ...
 
-    async def first_answer_delays(self, community: str, room: str, since: datetime) -> list[float]:
-        """Seconds from asking to first answer for questions asked since `since` in the room."""
+    async def first_answer_delays(self, community: str, room: str, since: datetime, limit: int) -> list[float]:
+        """Seconds from asking to first answer for the `limit` latest questions asked since `since` in the room,
+        oldest first."""
         ...
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from bot.actions import Action
 from bot.clock import VirtualClock
 from bot.config import Settings
+from bot.cycles import cycle_collector_paused
 from bot.engine import Engine
 from bot.events import Event
 from bot.model import QState, Question
@@ -64,7 +65,7 @@ class Pacer:
 class Simulation:
     """Drives an Engine on a VirtualClock and VirtualScheduler over a stream of events."""
 
-    def __init__(self, settings: Settings, store: Store, *, start: datetime | None = None, batch: int = 2000):
+    def __init__(self, settings: Settings, store: Store, *, start: datetime | None = None, batch: int = 10_000):
         self.clock = VirtualClock(start or datetime.min.replace(tzinfo=UTC))
         self.scheduler = VirtualScheduler()
         self.engine = Engine(settings, store, self.clock, self.scheduler)
@@ -77,6 +78,10 @@ class Simulation:
 
     async def run(self, events: Iterable[Event], emit: Callable[[Action], None], until: datetime | None = None) -> None:
         """Process every event and every timer up to `until` (default: last event + 7 days), emitting actions."""
+        with cycle_collector_paused():
+            await self._run(events, emit, until)
+
+    async def _run(self, events: Iterable[Event], emit: Callable[[Action], None], until: datetime | None) -> None:
         last: datetime | None = None
         async with self.engine.batch(self._batch):
             for event in events:

@@ -333,6 +333,10 @@ class SqlTx:
     def _buffered(self, table: Table, key: Any) -> _Params | None:
         return self._buffers[table.name].get(key)
 
+    def _buffer(self, table: Table) -> dict[Any, _Params]:
+        """The rows of `table` buffered and not yet written, by key."""
+        return self._buffers[table.name]
+
     def _mark_sent(self, key: str, ts: datetime) -> None:
         self._sent[key] = ts
         self._dirty = True
@@ -744,7 +748,8 @@ _FIRST_ANSWER_DELAYS = _Read(
         QUESTIONS.c.asked_ts >= _p("since"),
         QUESTIONS.c.first_answer_ts.is_not(None),
     )
-    .order_by(QUESTIONS.c.asked_ts, QUESTIONS.c.id),
+    .order_by(QUESTIONS.c.asked_ts.desc(), QUESTIONS.c.id.desc())
+    .limit(_p("limit")),
     QUESTIONS,
 )
 _ANSWERS_FOR_MESSAGE = _Read(
@@ -936,10 +941,11 @@ class SqlQuestionRepo(_Repo):
             rows = await self._tx._fetch(_UNANSWERED_IN_ROOM, c=community, room=room, limit=limit)
         return [_question(r) for r in rows]
 
-    async def first_answer_delays(self, community: str, room: str, since: datetime) -> list[float]:
-        """Seconds from asking to first answer, for answered questions asked in the room at or after `since`."""
-        rows = await self._tx._fetch(_FIRST_ANSWER_DELAYS, c=community, room=room, since=since)
-        return [(r.first_answer_ts - r.asked_ts).total_seconds() for r in rows]
+    async def first_answer_delays(self, community: str, room: str, since: datetime, limit: int) -> list[float]:
+        """Seconds from asking to first answer of the `limit` latest answered questions asked in the room at or
+        after `since`, oldest first (a busy room has thousands; the ladder keeps the latest few hundred)."""
+        rows = await self._tx._fetch(_FIRST_ANSWER_DELAYS, c=community, room=room, since=since, limit=limit)
+        return [(r.first_answer_ts - r.asked_ts).total_seconds() for r in reversed(rows)]
 
 
 class SqlAnswerRepo(_Repo):
@@ -961,8 +967,16 @@ class SqlAnswerRepo(_Repo):
         )
 
     async def for_message(self, community: str, message: str) -> list[Answer]:
-        """Links in which `message` is the answer, in time order."""
-        return [_answer(r) for r in await self._tx._fetch(_ANSWERS_FOR_MESSAGE, c=community, message=message)]
+        """Links in which `message` is the answer, in time order.
+
+        Links still buffered are merged in rather than written first: a replay asks this mid-batch, and writing
+        the batch's answers (and, before them, its questions) early would make it wait on the database."""
+        stored = await self._tx._fetch(_ANSWERS_FOR_MESSAGE, flush=False, c=community, message=message)
+        links = {r.question: _answer(r) for r in stored}
+        for (c, question, m), params in self._tx._buffer(ANSWERS).items():
+            if m == message and c == community and question not in links:  # a stored link wins, as on insert
+                links[question] = _answer(SimpleNamespace(**params))
+        return sorted(links.values(), key=lambda a: (a.ts, a.question))
 
     async def for_question(self, community: str, question: str) -> list[Answer]:
         """The answers linked to `question`, in time order."""

@@ -113,9 +113,11 @@ class FakeQuestionRepo:
     async def communities(self) -> list[str]:
         return sorted({q.community for q in self.d.questions.values()})
 
-    async def first_answer_delays(self, community: str, room: str, since: datetime) -> list[float]:
-        return [(q.first_answer_ts - q.asked_ts).total_seconds() for q in self.d.questions.values()
-                if (q.community, q.room) == (community, room) and q.first_answer_ts and q.asked_ts >= since]
+    async def first_answer_delays(self, community: str, room: str, since: datetime, limit: int) -> list[float]:
+        answered = sorted((q for q in self.d.questions.values()
+                           if (q.community, q.room) == (community, room) and q.first_answer_ts and q.asked_ts >= since),
+                          key=lambda q: (q.asked_ts, q.id))
+        return [(q.first_answer_ts - q.asked_ts).total_seconds() for q in answered[len(answered) - limit:]]
 
 
 class FakeAnswerRepo:

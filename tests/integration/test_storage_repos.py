@@ -287,7 +287,10 @@ async def test_first_answer_delays_are_seconds_for_answered_questions_since(stor
         tx.questions.save(question("open", 30))
         tx.questions.save(question("elsewhere", 30, room="#other", first_answer_ts=at(31)))
     async with store.transaction() as tx:
-        assert await tx.questions.first_answer_delays(C, "#help", at(10)) == [120.0, 30.0]
+        assert await tx.questions.first_answer_delays(C, "#help", at(10), 10) == [120.0, 30.0]
+        # Only the latest `limit`, still oldest first.
+        assert await tx.questions.first_answer_delays(C, "#help", at(0), 2) == [120.0, 30.0]
+        assert await tx.questions.first_answer_delays(C, "#help", at(0), 1) == [30.0]
 
 
 # -- answers and help edges --------------------------------------------------------------------------------------
@@ -306,6 +309,24 @@ async def test_answers_for_message_and_double_add_is_ignored(store: SqlStore) ->
         got = await tx.answers.for_message(C, "a1")
         assert await tx.answers.for_message(C, "zzz") == []
     assert got == [Answer(C, "q1", "a1", "@bob:x", at(2), "reply"), Answer(C, "q2", "a1", "@bob:x", at(2), "position")]
+
+
+async def test_answers_for_message_merges_buffered_links_with_stored_ones(store: SqlStore) -> None:
+    # A replay asks mid-batch: links not yet written must be seen, a stored link must win over a buffered
+    # duplicate (as the insert would keep it), and the whole answer is in time order.
+    async with store.transaction() as tx:
+        for i in range(3):
+            tx.questions.save(question(f"q{i}", i))
+        tx.answers.add(Answer(C, "q1", "a1", "@bob:x", at(5), "reply"))
+    async with store.transaction() as tx:
+        tx.answers.add(Answer(C, "q1", "a1", "@bob:x", at(5), "mention"))  # same link: the stored one stays
+        tx.answers.add(Answer(C, "q2", "a1", "@bob:x", at(4), "thread"))
+        tx.answers.add(Answer(C, "q0", "other", "@bob:x", at(3), "reply"))
+        got = await tx.answers.for_message(C, "a1")
+        assert [(a.question, a.how) for a in got] == [("q2", "thread"), ("q1", "reply")]
+        assert [a.question for a in await tx.answers.for_message(C, "other")] == ["q0"]
+    async with store.transaction() as tx:
+        assert await tx.answers.for_message(C, "a1") == got
 
 
 async def test_help_edges_between_go_both_ways_since(store: SqlStore) -> None:

@@ -118,7 +118,7 @@ class Simulation:
             emit(heapq.heappop(out)[2])
             self.summary.actions += 1
 
-    async def questions(self, page: int = 1000) -> AsyncIterator[Question]:
+    async def questions(self, page: int = 5000) -> AsyncIterator[Question]:
         """Every tracked question in (id, community) order, streamed from storage; counts them in the summary."""
         after: tuple[str, str] | None = None
         while True:

@@ -93,10 +93,25 @@ class Runtime:
             queue.put_nowait(action)
 
     async def deliver_unsent(self) -> int:
-        """At start: deliver outbox entries a previous run decided but did not mark sent."""
+        """At start: deliver outbox entries a previous run decided but did not mark sent; returns how many.
+
+        An entry decided more than `catch_up_hours` ago is given up (marked done, never sent), as an overdue
+        pending nudge is skipped: a nudge days late, after a long outage, is noise about a stale conversation.
+        """
+        now = self.clock.now()
+        actions: list[Action] = []
         async with self.engine.store.transaction() as tx:
-            items = await tx.outbox.unsent(10_000)  # type: ignore[attr-defined]
-        actions = [from_record(item.payload) for item in items if self.engine.owns(item.community)]
+            for item in await tx.outbox.unsent(10_000):  # type: ignore[attr-defined]
+                if not self.engine.owns(item.community):
+                    continue
+                action = from_record(item.payload)
+                ns = self.engine.settings.room(item.community, action.room).nudges
+                if item.created < now - timedelta(hours=ns.catch_up_hours):
+                    log.warning("%s not delivered: decided at %s, more than catch_up_hours ago", item.key,
+                                item.created.isoformat())
+                    tx.outbox.mark_sent(item.key, now)  # type: ignore[attr-defined]
+                    continue
+                actions.append(action)
         await self.deliver(actions)
         return len(actions)
 

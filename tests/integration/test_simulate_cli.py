@@ -90,3 +90,17 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path, config: str, needle
     done = simulate(str(GOLDEN_EVENTS), "--config", str(cfg))
     assert done.returncode == 2
     assert needle in done.stderr and "lien.toml:" in done.stderr
+
+
+def test_a_replay_database_leaves_nothing_for_a_live_run_to_send(tmp_path: Path) -> None:
+    # A simulation performs nothing: a live lien started on its database must not deliver its nudges.
+    import sqlite3
+
+    db, out = tmp_path / "replay.db", tmp_path / "out.jsonl"
+    done = simulate(str(GOLDEN_EVENTS), "--until", "2026-03-04T00:00:00Z", "--out", str(out), "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    nudged = [d for d in map(json.loads, out.read_text().splitlines()) if d.get("kind") == "nudge"]
+    assert nudged, "the golden scenario nudges"
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM nudges WHERE state = 'sent'").fetchone()[0] == len(nudged)
+        assert con.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0] == 0

@@ -6,6 +6,7 @@ Overrides cascade: defaults < top-level sections < `[communities."ID"]` < `[comm
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -206,7 +207,14 @@ class Settings(_Frozen):
             found = cache[key] = self._merge(community, room)
         return found
 
-    def _merge(self, community: str, room: str | None) -> RoomSettings:
+    def every_room(self) -> Iterator[RoomSettings]:
+        """The defaults, then every configured community and room, merged: for a bound that must hold in all."""
+        yield self._merge(None, None)
+        for community, override in self.communities.items():
+            for room in (None, *override.rooms):
+                yield self.room(community, room)
+
+    def _merge(self, community: str | None, room: str | None) -> RoomSettings:
         base: dict[str, Any] = {
             "language": self.language,
             "timezone": self.timezone,
@@ -217,7 +225,7 @@ class Settings(_Frozen):
             "guard": self.guard.model_dump(),
         }
         layers: list[RoomOverride] = []
-        comm = self.communities.get(community)
+        comm = self.communities.get(community) if community is not None else None
         if comm is not None:
             layers.append(comm)
             if room is not None and room in comm.rooms:

@@ -18,7 +18,7 @@ from bot.commands import CommandRunner, parse_command
 from bot.config import Settings
 from bot.events import Command, Delete, Edit, Event, MemberJoin, MemberLeave, Message, Reaction
 from bot.gate import OutboundGate
-from bot.guards import Guard
+from bot.guards import Guard, JournaledStrikes
 from bot.help_edges import edges_of
 from bot.members import MemberDirectory
 from bot.model import MessageMeta, Nudge, NudgeState, QState, Question, nudge_key
@@ -78,7 +78,10 @@ class Engine:
         self.gate = OutboundGate(settings.lien.max_recipients)
         self.commands = CommandRunner(self, reload_settings)
         self.members = MemberDirectory()
-        self.guard = Guard(lambda c, r: self.settings.room(c, r), prefix=settings.lien.command_prefix)
+        #: The guard's strikes are stored as they change, and read back by `start`.
+        self._strikes = JournaledStrikes()
+        self.guard = Guard(lambda c, r: self.settings.room(c, r), prefix=settings.lien.command_prefix,
+                           strikes=self._strikes)
         self.budget = PingBudget()
         self.room_help = RoomHelp()
         self.join_wave = JoinWave()
@@ -128,6 +131,7 @@ class Engine:
                 self._pending[n.key] = n
                 self.scheduler.at(max(n.due, now), n.key)
             await self._restore_budgets(tx, now)
+            self._strikes.load(await tx.strikes.since(now - longest_strike_window(self.settings)))
         if purge:
             self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
             self.scheduler.at(digest.next_digest_at(now, self.settings.timezone), DIGEST_KEY)
@@ -217,6 +221,17 @@ class Engine:
     # -- events ------------------------------------------------------------------------------------------------
 
     async def _dispatch(self, tx: Tx, event: Event) -> list[Action]:
+        actions = await self._route(tx, event)
+        if self._strikes.changes:
+            # Strikes given or cleared (a guard hit, a pardon, forget-me) are stored with the event's other rows.
+            for community, member, ts in self._strikes.take():
+                if ts is None:
+                    await tx.strikes.clear(community, member)
+                else:
+                    tx.strikes.add(community, member, ts)
+        return actions
+
+    async def _route(self, tx: Tx, event: Event) -> list[Action]:
         match event:
             case Message():
                 return await self._on_message(tx, event)
@@ -555,8 +570,14 @@ class Engine:
     async def _purge(self, tx: Tx) -> None:
         now = self.clock.now()
         counts = await tx.purge(now - timedelta(days=self.settings.lien.retention_days))
+        counts["guard_strikes"] = await tx.strikes.prune(now - longest_strike_window(self.settings))
         log.info("retention purge: %s", counts)
         self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
+
+
+def longest_strike_window(settings: Settings) -> timedelta:
+    """The longest guard strike window of any community or room of `settings` (how long a strike counts)."""
+    return timedelta(minutes=max(rs.guard.escalation.window_minutes for rs in settings.every_room()))
 
 
 class _Batch:

@@ -81,7 +81,7 @@ class RoomView(Protocol):
 
 
 class StrikeBook(Protocol):
-    """Where members' strikes are kept. In memory for now (`MemoryStrikes`); a persistent book may replace it."""
+    """Where members' strikes are kept (`MemoryStrikes`; the engine uses `JournaledStrikes` to store them)."""
 
     def add(self, community: str, member: str, ts: datetime, window: timedelta) -> int:
         """Record a strike at `ts`; returns the member's strikes within `window` up to `ts`, this one included."""
@@ -97,10 +97,15 @@ class StrikeBook(Protocol):
 
 
 class MemoryStrikes:
-    """Strikes per member in memory, pruned by time (lost on restart: a pardon nobody asked for)."""
+    """Strikes per member in memory, pruned by time."""
 
     def __init__(self) -> None:
         self._strikes: dict[tuple[str, str], deque[datetime]] = {}
+
+    def load(self, strikes: Iterable[tuple[str, str, datetime]]) -> None:
+        """Take back stored strikes, (community, member, ts) oldest first (at start)."""
+        for community, member, ts in strikes:
+            self._strikes.setdefault((community, member), deque()).append(ts)
 
     def add(self, community: str, member: str, ts: datetime, window: timedelta) -> int:
         q = self._strikes.setdefault((community, member), deque())
@@ -122,6 +127,29 @@ class MemoryStrikes:
 
     def __len__(self) -> int:
         return len(self._strikes)
+
+
+class JournaledStrikes(MemoryStrikes):
+    """`MemoryStrikes` that also lists its changes until they are taken: the engine writes them in the event's
+    transaction, so that a restart does not send every member back to a first warning."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: (community, member, ts) of a strike, or (community, member, None) for the member's strikes cleared
+        self.changes: list[tuple[str, str, datetime | None]] = []
+
+    def add(self, community: str, member: str, ts: datetime, window: timedelta) -> int:
+        self.changes.append((community, member, ts))
+        return super().add(community, member, ts, window)
+
+    def clear(self, community: str, member: str) -> int:
+        self.changes.append((community, member, None))
+        return super().clear(community, member)
+
+    def take(self) -> list[tuple[str, str, datetime | None]]:
+        """The changes since the last call, oldest first."""
+        changes, self.changes = self.changes, []
+        return changes
 
 
 @dataclass(slots=True)

@@ -327,11 +327,7 @@ class PingBudget:
 
 def longest_cooldown(settings: Settings) -> timedelta:
     """The longest asker cooldown of any community or room of `settings` (how far back to read reminders)."""
-    days = settings.nudges.asker_cooldown_days
-    for community, override in settings.communities.items():
-        for room in (None, *override.rooms):
-            days = max(days, settings.room(community, room).nudges.asker_cooldown_days)
-    return timedelta(days=days)
+    return timedelta(days=max(rs.nudges.asker_cooldown_days for rs in settings.every_room()))
 
 
 class JoinWave:

@@ -194,6 +194,26 @@ class SeenRepo(Protocol):
         ...
 
 
+class StrikeRepo(Protocol):
+    """The guard's strikes (member and time only), so that its ladder survives a restart."""
+
+    def add(self, community: str, member: str, ts: datetime) -> None:
+        """Record a strike."""
+        ...
+
+    async def clear(self, community: str, member: str) -> int:
+        """Delete the member's strikes (a pardon); returns how many there were."""
+        ...
+
+    async def since(self, since: datetime) -> list[tuple[str, str, datetime]]:
+        """(community, member, ts) of every strike at or after `since`, oldest first."""
+        ...
+
+    async def prune(self, before: datetime) -> int:
+        """Delete strikes older than `before` (no ladder looks that far back); returns how many."""
+        ...
+
+
 class Tx(Protocol):
     """One unit of work; committed when its context exits without error."""
 
@@ -206,6 +226,7 @@ class Tx(Protocol):
     outbox: OutboxRepo
     kv: KvRepo
     seen: SeenRepo
+    strikes: StrikeRepo
 
     async def forget_member(self, community: str, member: str) -> dict[str, int]:
         """Delete every row naming the member; returns rows deleted per table."""

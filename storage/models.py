@@ -243,3 +243,13 @@ class SeenEventRow(Base):
     community: Mapped[str] = mapped_column(ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     ts: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class GuardStrikeRow(Base):
+    """One guard strike against a member: only who and when (the guard's ladder counts them within its window)."""
+
+    __tablename__ = "guard_strikes"
+
+    community: Mapped[str] = mapped_column(ID, primary_key=True)
+    member: Mapped[str] = mapped_column(ID, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime(), primary_key=True)

@@ -66,6 +66,7 @@ from storage import export
 from storage.db import SQLITE_IMMEDIATE, json_dumps
 from storage.models import (
     AnswerRow,
+    GuardStrikeRow,
     HelpAggregateRow,
     HelpEdgeRow,
     KvRow,
@@ -88,6 +89,7 @@ MEMBERS: Table = MemberRow.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 KV: Table = KvRow.__table__  # type: ignore[assignment]
 SEEN: Table = SeenEventRow.__table__  # type: ignore[assignment]
+STRIKES: Table = GuardStrikeRow.__table__  # type: ignore[assignment]
 
 #: Question states that can still get answers; the others are closed.
 _OPEN_STATES = (QState.OPEN.value, QState.STALE.value)
@@ -106,6 +108,7 @@ _WRITE_ORDER: tuple[tuple[Table, bool], ...] = (
     (OUTBOX, False),
     (KV, True),
     (SEEN, False),
+    (STRIKES, False),
 )
 
 _Params = dict[str, Any]
@@ -327,6 +330,7 @@ class SqlTx:
         self.outbox = SqlOutboxRepo(self)
         self.kv = SqlKvRepo(self)
         self.seen = SqlSeenRepo(self)
+        self.strikes = SqlStrikeRepo(self)
 
     # -- buffering -------------------------------------------------------------------------------------------
 
@@ -442,6 +446,7 @@ class SqlTx:
             "members": and_(MEMBERS.c.community == community, MEMBERS.c.member == member),
             "outbox": and_(OUTBOX.c.community == community, _text_mentions(OUTBOX.c.payload, member)),
             "seen_events": and_(SEEN.c.community == community, _text_mentions(SEEN.c.key, member)),
+            "guard_strikes": and_(STRIKES.c.community == community, STRIKES.c.member == member),
         }
 
     async def member_data(self, community: str, member: str) -> dict[str, list[dict[str, object]]]:
@@ -483,7 +488,7 @@ class SqlTx:
         }
         counts["questions_scrubbed"] = await self._scrub_questions(community, member, own_messages)
         counts["nudges_scrubbed"] = await self._scrub_nudges(community, member)
-        for table in (NUDGES, ANSWERS, EDGES, AGGREGATES, MESSAGES, MEMBERS, OUTBOX, SEEN):
+        for table in (NUDGES, ANSWERS, EDGES, AGGREGATES, MESSAGES, MEMBERS, OUTBOX, SEEN, STRIKES):
             counts[table.name] = await self._count(delete(table).where(naming[table.name]))
         counts["questions"] = await self._count(
             delete(QUESTIONS).where(QUESTIONS.c.community == community, QUESTIONS.c.author == member)
@@ -761,6 +766,10 @@ _FIRST_ANSWER_DELAYS = _Read(
     .order_by(QUESTIONS.c.asked_ts.desc(), QUESTIONS.c.id.desc())
     .limit(_p("limit")),
     QUESTIONS,
+)
+_STRIKES_SINCE = _Read(
+    select(STRIKES).where(STRIKES.c.ts >= _p("since")).order_by(STRIKES.c.ts, STRIKES.c.community, STRIKES.c.member),
+    STRIKES,
 )
 _ANSWERS_FOR_MESSAGE = _Read(
     select(ANSWERS)
@@ -1167,6 +1176,32 @@ class SqlSeenRepo(_Repo):
             return False
         self._tx._keep_first(SEEN, (community, key), {"community": community, "key": key, "ts": ts})
         return True
+
+
+class SqlStrikeRepo(_Repo):
+    """`bot.ports.StrikeRepo`: one row per strike, (community, member, ts)."""
+
+    def add(self, community: str, member: str, ts: datetime) -> None:
+        """Buffer the strike; the same strike recorded twice (a replayed event) stays one row."""
+        self._tx._keep_first(STRIKES, (community, member, ts), {"community": community, "member": member, "ts": ts})
+
+    async def clear(self, community: str, member: str) -> int:
+        """Delete the member's strikes, buffered or stored; returns how many there were."""
+        buffer = self._tx._buffer(STRIKES)
+        mine = [k for k in buffer if k[0] == community and k[1] == member]
+        for key in mine:
+            del buffer[key]
+        where = and_(STRIKES.c.community == community, STRIKES.c.member == member)
+        return len(mine) + await self._tx._count(delete(STRIKES).where(where))
+
+    async def since(self, since: datetime) -> list[tuple[str, str, datetime]]:
+        """(community, member, ts) of every strike at or after `since`, oldest first."""
+        return [(r.community, r.member, r.ts) for r in await self._tx._fetch(_STRIKES_SINCE, since=since)]
+
+    async def prune(self, before: datetime) -> int:
+        """Delete strikes older than `before`; returns how many."""
+        await self._tx.flush(frozenset({STRIKES.name}))
+        return await self._tx._count(delete(STRIKES).where(STRIKES.c.ts < before))
 
 
 def _message(r: Any) -> MessageMeta:

@@ -38,6 +38,7 @@ class _Data:
         self.outbox: dict[str, OutboxItem] = {}
         self.kv: dict[str, str] = {}
         self.seen: dict[tuple[str, str], datetime] = {}
+        self.strikes: set[tuple[str, str, datetime]] = set()
 
 
 class FakeMessageRepo:
@@ -251,6 +252,27 @@ class FakeSeenRepo:
         return True
 
 
+class FakeStrikeRepo:
+    def __init__(self, d: _Data) -> None:
+        self.d = d
+
+    def add(self, community: str, member: str, ts: datetime) -> None:
+        self.d.strikes.add((community, member, ts))
+
+    async def clear(self, community: str, member: str) -> int:
+        mine = {s for s in self.d.strikes if s[:2] == (community, member)}
+        self.d.strikes -= mine
+        return len(mine)
+
+    async def since(self, since: datetime) -> list[tuple[str, str, datetime]]:
+        return sorted((s for s in self.d.strikes if s[2] >= since), key=lambda s: (s[2], s[0], s[1]))
+
+    async def prune(self, before: datetime) -> int:
+        old = {s for s in self.d.strikes if s[2] < before}
+        self.d.strikes -= old
+        return len(old)
+
+
 class FakeTx:
     def __init__(self, d: _Data) -> None:
         self.d = d
@@ -263,6 +285,7 @@ class FakeTx:
         self.outbox = FakeOutboxRepo(d)
         self.kv = FakeKvRepo(d)
         self.seen = FakeSeenRepo(d)
+        self.strikes = FakeStrikeRepo(d)
 
     def _rows_naming(self, community: str, member: str) -> dict[str, list[object]]:
         d = self.d
@@ -288,7 +311,9 @@ class FakeTx:
         d.edges = [e for e in d.edges if e not in rows["help_edges"]]
         for k in rows["members"]:
             del d.members[k]
-        return {table: len(v) for table, v in rows.items()}
+        struck = {s for s in d.strikes if s[:2] == (community, member)}
+        d.strikes -= struck
+        return {table: len(v) for table, v in rows.items()} | {"guard_strikes": len(struck)}
 
     async def member_data(self, community: str, member: str) -> dict[str, list[dict[str, object]]]:
         d = self.d

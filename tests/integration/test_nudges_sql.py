@@ -421,3 +421,33 @@ Morning all, the release notes are out.
     with contextlib.closing(sqlite3.connect(tmp_path / "lien.db")) as db:
         answers = db.execute("SELECT author FROM answers WHERE question = ? ORDER BY ts", (bot.id("m1"),)).fetchall()
     assert answers == [(ALICE,), (BOB,)]
+
+
+async def test_guard_strikes_survive_a_restart_and_forget_me_deletes_them(sql_store: SqlStore, tmp_path: Path) -> None:
+    """A member flooding again after a restart gets the ladder's next step, not a first warning again."""
+    settings = Settings.model_validate({"guard": {"mode": "enforce"}})
+    flood = f"/as {DAVE}\n" + "\n".join(f"buy now number {i}\n/wait 1s" for i in range(8))  # 8 lines in 8 s
+    bot = await TestBot(sql_store, settings).start()
+    await bot.lines(flood)
+    assert [a.name for a in bot.of("guard") if a.to != "mods" and a.name != "report"] == ["reply"]  # a warning
+    async with contextlib.AsyncExitStack() as stack:
+        bot = await _restarted(bot, tmp_path / "lien.db", stack, 2)
+        since = len(bot.sent)
+        await bot.lines("/wait 5m\n" + flood)
+        steps = {a.name for a in bot.sent[since:] if a.kind == "guard" and a.name != "report"}
+        assert steps == {"delete"}, bot.sent[since:]  # strike 2 of the window: the flood is deleted
+        assert len(dump(tmp_path / "lien.db")["guard_strikes"]) == 2
+        await bot.lines(f"/as {BOB}\n/admin\n!lien pardon {DAVE}")  # a moderator's pardon clears them
+        assert dump(tmp_path / "lien.db")["guard_strikes"] == []
+        await bot.lines("/wait 5m\n" + flood)
+        assert len(dump(tmp_path / "lien.db")["guard_strikes"]) == 1
+        await bot.lines("/wait 2d")  # the daily purge drops strikes older than any strike window
+        assert dump(tmp_path / "lien.db")["guard_strikes"] == []
+        await bot.lines(flood)
+
+        await bot.lines(f"/as {DAVE}\n!lien forget-me")
+        assert rows_naming(tmp_path / "lien.db", DAVE) == {}
+        bot = await _restarted(bot, tmp_path / "lien.db", stack, 3)
+        since = len(bot.sent)
+        await bot.lines("/wait 5m\n" + flood)
+        assert [a.name for a in bot.sent[since:] if a.kind == "guard" and a.name != "report"] == ["reply"]

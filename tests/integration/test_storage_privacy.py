@@ -58,6 +58,9 @@ async def _populate(tx: SqlTx) -> None:
     tx.kv.set("matrix.since", "s_123")
     assert await tx.seen.first(C, f"reaction|a-q|{ZED}|+1", at(5))
     assert await tx.seen.first(C, f"reaction|a-q|{BOB}|+1", at(5))
+    tx.strikes.add(C, ZED, at(6))  # the guard struck ZED twice, BOB once
+    tx.strikes.add(C, ZED, at(7))
+    tx.strikes.add(C, BOB, at(7))
 
 
 async def _rows_containing(tx: SqlTx, needle: str) -> dict[str, int]:
@@ -101,6 +104,7 @@ async def test_forget_member_deletes_their_rows_and_scrubs_them_from_others(stor
         "members": 1,
         "outbox": 1,
         "seen_events": 1,
+        "guard_strikes": 2,
         "questions": 1,
     }
     async with store.transaction() as tx:
@@ -119,6 +123,7 @@ async def test_forget_member_deletes_their_rows_and_scrubs_them_from_others(stor
         assert [i.key for i in await tx.outbox.unsent(10)] == ["nudge|guild-1|a-2|1"]
         assert await tx.kv.get("matrix.since") == "s_123"
         assert await tx.seen.first(C, f"reaction|a-q|{BOB}|+1", at(9)) is False
+        assert await tx.strikes.since(at(0)) == [(C, BOB, at(7))]
 
 
 async def test_member_data_lists_every_row_naming_the_member_as_json_values(store: SqlStore) -> None:
@@ -136,7 +141,9 @@ async def test_member_data_lists_every_row_naming_the_member_as_json_values(stor
         "members": 1,
         "outbox": 1,
         "seen_events": 1,
+        "guard_strikes": 2,
     }
+    assert data["guard_strikes"][0] == {"community": C, "member": ZED, "ts": "2026-03-01T18:00:00+00:00"}
     assert data["members"] == [
         {"community": C, "member": ZED, "helper": True, "helper_rooms": ["#help"], "optout": False, "dms": True,
          "language": None, "named_thanks": False}

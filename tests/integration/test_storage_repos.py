@@ -473,3 +473,18 @@ async def test_seen_key_is_first_only_once_across_transactions(store: SqlStore) 
         assert await tx.seen.first("guild-2", "reaction|m1|@a:x|+1", at(0)) is True
     async with store.transaction() as tx:
         assert await tx.seen.first(C, "reaction|m1|@a:x|+1", at(1)) is False
+
+
+async def test_strikes_are_listed_since_cleared_per_member_and_pruned_by_age(store: SqlStore) -> None:
+    async with store.transaction() as tx:
+        tx.strikes.add(C, "@spam:x", at(1))
+        tx.strikes.add(C, "@spam:x", at(1))  # the same strike again (a replayed event): one row
+        tx.strikes.add(C, "@spam:x", at(3))
+        tx.strikes.add(C, "@other:x", at(2))
+    async with store.transaction() as tx:
+        assert await tx.strikes.since(at(0)) == [(C, "@spam:x", at(1)), (C, "@other:x", at(2)), (C, "@spam:x", at(3))]
+        assert await tx.strikes.prune(at(2)) == 1
+        tx.strikes.add(C, "@spam:x", at(4))  # buffered, not yet written: a pardon clears it too
+        assert await tx.strikes.clear(C, "@spam:x") == 2
+    async with store.transaction() as tx:
+        assert await tx.strikes.since(at(0)) == [(C, "@other:x", at(2))]

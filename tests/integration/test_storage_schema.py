@@ -47,7 +47,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def test_empty_database_migrated_to_head_matches_the_models(empty_url: str) -> None:
     assert await current_revision(empty_url) is None
     await migrate(empty_url)
-    assert await current_revision(empty_url) == head_revision() == "0002_help_edges_covering"
+    assert await current_revision(empty_url) == head_revision() == "0003_guard_strikes"
     assert await _diff(empty_url, Base.metadata) == []
 
 

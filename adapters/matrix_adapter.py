@@ -5,9 +5,10 @@ restart resumes exactly where the previous run stopped; the very first start ski
 through one queue per room that waits out 429s (`retry_after_ms`) and network failures and never drops an action;
 nio's own retry loops are switched off so that every error response reaches this module and is checked here.
 End-to-end encryption is not supported: encrypted events are skipped with one warning per room.
-Matrix has no timeout: a `Timeout` mutes the member in its room by lowering their power level below what sending
-needs, and a task restores it after the action's `minutes`; running mutes are kept in the key-value port, so a restart
-still restores them.
+Matrix has no timeout: a `Timeout` mutes the member by lowering their power level below what sending needs, in the
+room of the hit and in every other room lien shares with them (a timeout covers the community, as on Discord), and
+a task restores it after the action's `minutes`; running mutes are kept in the key-value port, so a restart still
+restores them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -598,7 +599,9 @@ class MatrixAdapter:
     async def deliver(self, action: Action) -> str:
         """Like `perform`, returning the id of the event lien sent."""
         if isinstance(action, Timeout):
-            return await self._mute(action)
+            event_id = await self._mute(action)  # the room of the hit: a refusal there reaches the moderators
+            await self._mute_elsewhere(action)
+            return event_id
         if isinstance(action, DeleteMessage):
             return await self._redact(action)
         room_id = await self._dm_room(action.to) if isinstance(action, Dm) else action.room
@@ -729,6 +732,24 @@ class MatrixAdapter:
         finally:
             if key in self._mutes:  # also after a failed write: the restore checks what the room really says
                 self._arm_mute(key)
+
+    async def _mute_elsewhere(self, action: Timeout) -> None:
+        """Mute the member in the other rooms lien shares with them (not direct chats): a timeout covers the
+        community. A room where lien may not is logged and skipped; the room of the hit decided the outcome."""
+        assert self._client is not None
+        member = action.to
+        for room_id, room in list(self._client.rooms.items()):
+            if room_id == action.room or self._is_dm(room_id):
+                continue
+            # The sync loads members lazily (only recent senders): ask the room when the member is not known.
+            if member not in room.users:
+                resp = await self._client.room_get_state_event(room_id, "m.room.member", member or "")
+                if not isinstance(resp, RoomGetStateEventResponse) or resp.content.get("membership") != "join":
+                    continue
+            try:
+                await self._mute(replace(action, room=room_id))
+            except (UnsupportedAction, MatrixError) as exc:
+                log.info("matrix: %s not muted in %s as well: %s", member, room_id, exc)
 
     def _refuse_power_change(self, room_id: str, member: str, power_levels: Mapping[str, Any],
                              creators: Collection[str], new_level: int | None = None) -> None:

@@ -206,3 +206,47 @@ def _async(read: Callable[[], _T]) -> Callable[[], Awaitable[_T]]:
         return read()
 
     return wrapped
+
+
+async def _second_room(first: _Room, *members: Member, lien_level: int | None = 100) -> _Room:
+    """Another room alice creates, with the same lien adapter and the given members."""
+    room_id = await first.alice.create_room()
+    await first.alice.invite(room_id, first.lien.user_id)
+    await first.alice.wait_membership(room_id, first.lien.user_id, "join")
+    for member in members:
+        await first.alice.invite(room_id, member.user_id)
+        await member.join(room_id)
+    room = _Room(room_id, first.alice, first.lien, first.adapter, first.rec, first.kv, first.minutes)
+    if lien_level is not None:
+        await room.set_power(first.lien.user_id, lien_level)
+    return room
+
+
+async def test_a_timeout_mutes_the_member_in_every_room_lien_shares_with_them(
+        make_member: MakeMember, make_user: MakeUser, make_adapter: MakeAdapter) -> None:
+    # As a Discord timeout covers the server: muted in the hit's room and the other shared room, skipped where
+    # lien lacks the power (the outcome is the hit room's), untouched where the member is not, restored in all.
+    bob, carol = await make_member("bob"), await make_member("carol")
+    hit = await _room(make_member, make_user, make_adapter, bob, carol, minutes=SHORT)
+    other = await _second_room(hit, bob, carol)
+    powerless = await _second_room(hit, bob, carol, lien_level=None)
+    without_bob = await _second_room(hit, carol)
+    before = {r.id: await r.levels() for r in (other, powerless, without_bob)}
+
+    event_id = await hit.adapter.deliver(hit.timeout(bob))
+
+    assert event_id.startswith("$")
+    assert (await other.levels())["users"][bob.user_id] == -1
+    assert "M_FORBIDDEN" in await _cannot_send(bob, other.id)
+    assert "M_FORBIDDEN" in await _cannot_send(bob, hit.id)
+    await bob.say(powerless.id, "lien has no power here")
+    assert await powerless.levels() == before[powerless.id]
+    assert await without_bob.levels() == before[without_bob.id]
+    await carol.say(other.id, "others still speak")
+    assert {(m["room"], m["member"]) for m in hit.mutes()} == {(hit.id, bob.user_id), (other.id, bob.user_id)}
+
+    restored = await other.wait_levels(lambda pl: bob.user_id not in pl["users"])
+    assert restored == before[other.id]
+    await hit.wait_levels(lambda pl: bob.user_id not in pl["users"])
+    await bob.say(other.id, "back")
+    await _poll(_async(hit.mutes), lambda mutes: mutes == [])

@@ -54,7 +54,8 @@ class MemberDirectory:
         authors = self._active.get((community, room))
         if authors is None:
             authors = self._active[(community, room)] = {}
-        if ts > authors.get(author, ts.min.replace(tzinfo=ts.tzinfo)):
+        last = authors.get(author)
+        if last is None or ts > last:
             authors[author] = ts
 
     async def last_seen(self, tx: Tx, community: str, room: str, since: datetime) -> Mapping[str, datetime]:

@@ -208,15 +208,17 @@ async def test_active_authors_gives_each_authors_latest_time_since(store: SqlSto
 
 
 async def test_question_save_replaces_the_row_and_keeps_list_order(store: SqlStore) -> None:
-    q = question("q1", 0)
+    q = question("q1", 0, thread="t1")
     async with store.transaction() as tx:
         tx.questions.save(q)
-    q.state = QState.ANSWERED
-    q.answered_by = "@bob:x"
+    # Every field distinct from the others: rows are read back into the dataclass by position.
+    q.state = QState.RESOLVED
+    q.answered_by = "a2"
     q.first_answer_ts = at(3)
+    q.resolved_ts = at(9)
     q.answers = ["a2", "a1", "a3"]
-    q.credited = ["@bob:x", "@cy:x"]
-    q.nudges, q.level = 2, 2
+    q.credited = ["@bob:x", "@zoë:x"]
+    q.nudges, q.level = 2, 3
     async with store.transaction() as tx:
         tx.questions.save(q)
     async with store.transaction() as tx:

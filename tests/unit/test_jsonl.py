@@ -583,3 +583,21 @@ def test_message_field_order_matches_the_fast_path_constructor() -> None:
         "author_name",
         "platform",
     ]
+
+
+def test_dumps_line_writes_what_the_standard_library_writes() -> None:
+    # The fast writer must not change a byte of lien's output, nor accept what the standard library refuses.
+    def reference(d: dict[str, object]) -> str:
+        return json.dumps(d, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+    lines: list[dict[str, object]] = [
+        {"text": "é ✅ 中文 \u2028 \x00\x1f\x7f \"q\" \\ / \t\n", "level": 2, "ok": True, "none": None,
+         "l": ["a", "ü"]},
+        {"float": 1e16, "small": 0.1},  # orjson writes floats its own way: the library does
+        {"big": 10**30},  # orjson refuses ints beyond 64 bits
+        {"lone": "\ud800"},  # orjson refuses lone surrogates
+    ]
+    for d in lines:
+        assert dumps_line(d) == reference(d)
+    with pytest.raises(ValueError):
+        dumps_line({"x": float("nan")})

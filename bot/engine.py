@@ -63,12 +63,12 @@ class Engine:
         *,
         reload_settings: Callable[[], Settings] | None = None,
         owns: Callable[[str], bool] | None = None,
-        outbox: bool = True,
+        deliver: bool = True,
     ) -> None:
         self.settings = settings
         #: Queue keyed actions in the outbox for exactly-once delivery. A replay says False: it writes every action
         #: it gets back and performs none, so nothing may be left for a live run on its database to send.
-        self.outbox = outbox
+        self.deliver = deliver
         #: Does this process own the community's scheduled work? (Discord shards: only the shard's process.)
         self.owns: Callable[[str], bool] = owns or (lambda community: True)
         self.store = store
@@ -212,7 +212,7 @@ class Engine:
             return []
         jobs = self._digests(tx) if key == DIGEST_KEY else self._fire_nudge(tx, key)
         actions = [self.gate.check(a) for a in await jobs]
-        for a in actions if self.outbox else ():
+        for a in actions if self.deliver else ():
             if a.key is not None:
                 # Decided and queued in one transaction: the runtime delivers it exactly once.
                 tx.outbox.put(a.key, a.community, to_record(a), self.clock.now())

@@ -68,7 +68,7 @@ class Simulation:
     def __init__(self, settings: Settings, store: Store, *, start: datetime | None = None, batch: int = 10_000):
         self.clock = VirtualClock(start or datetime.min.replace(tzinfo=UTC))
         self.scheduler = VirtualScheduler()
-        self.engine = Engine(settings, store, self.clock, self.scheduler, outbox=False)
+        self.engine = Engine(settings, store, self.clock, self.scheduler, deliver=False)
         self.pacer = Pacer(settings)
         self.summary = Summary()
         self._batch = batch

@@ -122,8 +122,7 @@ class Engine:
             for n in await tx.nudges.pending():
                 if not self.owns(n.community):
                     continue
-                catch_up = timedelta(hours=self.settings.room(n.community).nudges.catch_up_hours)
-                if n.due < now - catch_up:
+                if self.too_late(n, now):
                     n.state = NudgeState.SKIPPED_OVERDUE
                     tx.nudges.save(n)
                     log.warning("nudge %s skipped: overdue since %s", n.key, n.due.isoformat())
@@ -136,6 +135,10 @@ class Engine:
             self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
             self.scheduler.at(digest.next_digest_at(now, self.settings.timezone), DIGEST_KEY)
         return []
+
+    def too_late(self, n: Nudge, now: datetime) -> bool:
+        """Is the pending nudge `n` overdue by more than its community's catch-up window at `now`?"""
+        return n.due < now - timedelta(hours=self.settings.room(n.community).nudges.catch_up_hours)
 
     async def _restore_budgets(self, tx: Tx, now: datetime) -> None:
         """Ping budgets, their outcomes to come and asker cooldowns, rebuilt from the sent nudge rows."""

@@ -32,6 +32,9 @@ def test_second_run_shows_the_state_the_first_left(tmp_path: Path) -> None:
     second = demo(tmp_path)
     assert second.returncode == 0, second.stderr
     assert "Earlier runs left 1 open question" in second.stdout
+    # The first run's pending nudge is a week overdue: said in the demo's words, not as a log warning.
+    assert "1 of their nudge(s) fell due more than `catch_up_hours` before" in second.stdout
+    assert "WARNING" not in second.stderr
 
 
 def test_script_runs_non_interactively(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
+from bot.errors import ConfigError
 from bot.guard_rules import GuardSettings
 
 #: Hard ceiling on how many people any single action may address, whatever the config says.
@@ -156,17 +157,35 @@ class LienSection(_Frozen):
     bot_ids: Annotated[tuple[str, ...], Field(strict=False)] = ()
 
 
+#: The databases lien runs on, as URL schemes (a driver may follow: `sqlite+aiosqlite://`).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def database_scheme(url: str) -> str:
+    """The database part of a URL's scheme: `postgresql` for `postgresql+asyncpg://...`, '' for no scheme."""
+    head, sep, _ = url.partition(":")
+    return head.partition("+")[0].lower() if sep else ""
+
+
 class StorageSection(_Frozen):
-    """Where state lives: a SQLite path (default) or any SQLAlchemy URL (PostgreSQL for large deployments)."""
+    """Where state lives: a SQLite path (default) or a SQLAlchemy URL (PostgreSQL for large deployments)."""
 
     path: str = "lien.db"
     url: str | None = None
     url_env: str | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, url: str | None) -> str | None:
+        # The URL is not repeated in the message: it may hold a password.
+        if url is not None and database_scheme(url) not in DATABASE_SCHEMES:
+            raise ValueError("expected a SQLite or PostgreSQL URL (sqlite:///lien.db, postgresql://user@host/lien)")
+        return url
+
     def resolved_url(self, env: dict[str, str]) -> str:
         if self.url_env:
             if self.url_env not in env:
-                raise ValueError(f"environment variable {self.url_env} is not set")
+                raise ConfigError(f"storage.url_env: the environment variable {self.url_env} is not set")
             return env[self.url_env]
         if self.url:
             return self.url

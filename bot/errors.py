@@ -4,6 +4,7 @@
     ├── ConfigError        the TOML file is wrong; names the key path (and line) -> exit 2
     ├── InputError         a bad event line, export record or command argument -> exit 2 / a reply
     │   └── CommandError   a command lien understood but cannot do -> a `refuse` or `reply` with a fixed text
+    ├── DatabaseUnavailable the database cannot be opened or reached -> exit 1
     └── UnsupportedAction  an adapter was handed an action type it cannot perform
 """
 
@@ -38,6 +39,11 @@ class CommandError(InputError):
     def __init__(self, problem: str, *, reason: str = "bad_command") -> None:
         self.reason = reason
         super().__init__(problem)
+
+
+class DatabaseUnavailable(LienError):
+    """The database cannot be opened or reached (a missing directory, a server down, refused credentials); the
+    message names the database (password hidden) and the reason."""
 
 
 class UnsupportedAction(LienError):

@@ -58,13 +58,17 @@ def load_config(path: str | None, *, live: bool = False) -> Settings:
 
 @asynccontextmanager
 async def open_store(url: str) -> AsyncIterator[object]:
-    """A migrated SqlStore on `url`, disposed at exit."""
-    from storage.db import make_engine
+    """A migrated SqlStore on `url` (the configuration's `storage.url`, or a file lien chose), disposed at exit."""
+    from storage.db import check_open, make_engine
     from storage.migrate import upgrade
     from storage.repositories import SqlStore
 
-    engine = make_engine(url)
     try:
+        engine = make_engine(url)
+    except InputError as exc:
+        raise InputError(exc.problem, field="storage.url") from None
+    try:
+        await check_open(engine)
         await upgrade(engine)
         yield SqlStore(engine)
     finally:
@@ -248,14 +252,21 @@ async def _report(args: argparse.Namespace) -> int:
     from adapters.report_html import NameBook, ReportOptions, new_salt, write_report
     from bot.clock import SystemClock
     from storage import export
-    from storage.db import make_engine
+    from storage.db import check_open, make_engine, sqlite_file
+    from storage.migrate import require_current
 
     now = SystemClock().now()
     names = NameBook()
     salt = args.salt or os.environ.get("LIEN_REPORT_SALT")
     if args.db:
+        path = sqlite_file(args.db)
+        if path is not None and not path.is_file():
+            # SQLite would create an empty file there: a report reads a database, it never makes one.
+            raise InputError(f"no database at {path}", field="--db")
         engine = make_engine(args.db)
         try:
+            await check_open(engine)
+            await require_current(engine)
             questions, edges = await export.load_history(engine, args.community)
             salt = salt or await export.report_salt(engine)  # kept in the database: stable pseudonyms
         finally:

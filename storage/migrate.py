@@ -13,7 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from storage.db import make_engine
+from bot.errors import InputError
+from storage.db import make_engine, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,17 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade_on, cfg, revision)
     log.info("database at revision %s", await _current(engine))
+
+
+async def require_current(engine: AsyncEngine) -> None:
+    """For readers that must not change the database: an InputError unless it is a lien database at the newest
+    revision (a file that is not lien's, or one an older lien wrote and `lien migrate` has not upgraded)."""
+    current, head = await _current(engine), head_revision()
+    if current is None:
+        raise InputError(f"{shown_url(engine.url)} is not a lien database (no schema revision in it)")
+    if current != head:
+        raise InputError(f"{shown_url(engine.url)} is at schema revision {current}, this lien reads {head}: "
+                         "`lien migrate --config FILE` upgrades an older one")
 
 
 async def current_revision(url: str) -> str | None:

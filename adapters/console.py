@@ -271,8 +271,9 @@ Est-ce que quelqu'un sait comment limiter la mémoire d'un conteneur ?
 """
 
 
-async def run_demo(settings, store, *, script, speed: float, interactive: bool | None, out: IO[str]) -> int:
-    """`lien demo`: the built-in scenario (or `script`), then interactive mode on a terminal."""
+async def run_demo(settings, store, *, script: tuple[str, str] | None, speed: float, interactive: bool | None,
+                   out: IO[str]) -> int:
+    """`lien demo`: the built-in scenario (or `script`: its name and text), then interactive mode on a terminal."""
     from bot.clock import SystemClock
     from bot.engine import Engine
     from bot.timers import VirtualScheduler
@@ -280,6 +281,7 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
     # Message ids must never repeat across runs on one database (two runs can start within the same second), and
     # each run starts a week after the last one ended: ping budgets and asker cooldowns hold across runs, as across
     # restarts, and a fresh week shows the whole ladder again.
+    name, text = script or ("demo", DEMO_SCRIPT)
     async with store.transaction() as tx:
         run = int(await tx.kv.get("demo.runs") or 0) + 1
         tx.kv.set("demo.runs", str(run))
@@ -304,7 +306,6 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
     adapter = ConsoleAdapter(clock=clock, out=out, run_id=run_id, prefix=settings.lien.command_prefix)
     driver = Driver(engine, scheduler, clock, adapter)
     await adapter.start(lambda e: driver.line(""))  # events are fed by the driver itself
-    text = script.read_text(encoding="utf-8") if script else DEMO_SCRIPT
     async with store.transaction() as tx:
         earlier = await tx.questions.unanswered(COMMUNITY, None, 100)
     out.write(f"lien demo: state in the database, virtual time ({speed:g}x in interactive mode).\n")
@@ -318,7 +319,7 @@ async def run_demo(settings, store, *, script, speed: float, interactive: bool |
         try:
             await driver.line(line)
         except ValueError as exc:
-            out.write(f"  ! {script or 'demo'}:{n}: {exc}\n")
+            out.write(f"  ! {name}:{n}: {exc}\n")
             return 2
     if interactive is None:
         interactive = sys.stdin.isatty() and script is None

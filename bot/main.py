@@ -323,10 +323,14 @@ async def _demo(args: argparse.Namespace) -> int:
     settings = load_config(args.config) if args.config else Settings.model_validate(
         {"nudges": {"quiet_hours": {"enabled": False}}}
     )
+    # The script is read before the database is opened: one that cannot be read leaves no trace.
+    script = None
+    if args.script:
+        script = (args.script, await asyncio.to_thread(Path(args.script).read_text, encoding="utf-8"))
     db = Path(args.db)
     async with open_store(_sqlite_url(db)) as store:
-        return await run_demo(settings, store, script=Path(args.script) if args.script else None,  # type: ignore[arg-type]
-                              speed=args.speed, interactive=args.interactive, out=sys.stdout)
+        return await run_demo(settings, store, script=script, speed=args.speed, interactive=args.interactive,
+                              out=sys.stdout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -419,7 +423,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # A file named on the command line (or in the configuration) that cannot be read or written.
+            print(f"lien {args.command}: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         log.exception("internal error in lien %s", args.command)
         return 1
     return 2

@@ -73,3 +73,11 @@ async def test_two_runs_started_in_the_same_second_do_not_share_message_ids(
         outs.append(out.getvalue())
     assert "Earlier runs left 1 open question" in outs[1]
     assert "nudge L1" in outs[1] and "alice helped you before" in outs[1]
+
+
+def test_a_script_that_cannot_be_read_stops_before_the_database_is_touched(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    done = demo(tmp_path, "--script", str(missing))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"lien demo: {missing}: No such file or directory"]
+    assert not (tmp_path / "demo.db").exists()

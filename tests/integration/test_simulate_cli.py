@@ -104,3 +104,10 @@ def test_a_replay_database_leaves_nothing_for_a_live_run_to_send(tmp_path: Path)
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM nudges WHERE state = 'sent'").fetchone()[0] == len(nudged)
         assert con.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0] == 0
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "out.jsonl"
+    done = simulate(str(GOLDEN_EVENTS), "--out", str(out))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"lien simulate: {out}: No such file or directory"]

@@ -351,6 +351,13 @@ class MatrixAdapter:
         config = AsyncClientConfig(encryption_enabled=False, max_limit_exceeded=0, max_timeouts=0,
                                    request_timeout=self._sync_timeout_ms / 1000 + 30)
         client = AsyncClient(self.homeserver, self.user_id, device_id=device_id, config=config)
+        try:
+            return await self._login(client, device_id)
+        except asyncio.CancelledError:
+            await client.close()  # stopped while the homeserver was still being reached
+            raise
+
+    async def _login(self, client: AsyncClient, device_id: str | None) -> AsyncClient:
         failures = 0
         while True:
             try:
@@ -374,8 +381,8 @@ class MatrixAdapter:
             except TRANSPORT_ERRORS as exc:
                 resp = exc
             delay = self._retry_delay(failures, resp)
-            log.warning("matrix login to %s failed (%r); retry %d in %.1fs", self.homeserver, resp, failures + 1,
-                        delay)
+            log.warning("matrix login to %s failed (%s); retry %d in %.1fs", self.homeserver, _described(resp),
+                        failures + 1, delay)
             failures += 1
             if await self._pause(delay):
                 await client.close()
@@ -408,7 +415,7 @@ class MatrixAdapter:
                 return resp
             delay = self._retry_delay(failures, resp)
             level = logging.ERROR if getattr(resp, "status_code", None) in AUTH_ERRCODES else logging.WARNING
-            log.log(level, "matrix sync failed (%r); retry %d in %.1fs", resp, failures + 1, delay)
+            log.log(level, "matrix sync failed (%s); retry %d in %.1fs", _described(resp), failures + 1, delay)
             failures += 1
             if await self._pause(delay):
                 raise _Stopped
@@ -899,6 +906,16 @@ class MatrixAdapter:
                     item.done.set_result(event_id)
             finally:
                 queue.task_done()
+
+
+def _described(resp: object) -> str:
+    """A failed request in one short line: an exception's type and message (aiohttp's reprs run to 300
+    characters of connection keys), a Matrix error's code and text."""
+    if isinstance(resp, BaseException):
+        return f"{type(resp).__name__}: {resp}"
+    if isinstance(resp, ErrorResponse):
+        return f"{resp.status_code or 'error'}: {resp.message}"
+    return repr(resp)
 
 
 def _retryable(resp: ErrorResponse) -> bool:

@@ -224,7 +224,8 @@ async def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await engine.start()
-        try:
+
+        async def go_live() -> None:
             for adapter in adapters:
                 await adapter.start(runtime.handler_for(adapter))  # type: ignore[attr-defined]
             # Timers start once the adapters have caught up: an answer posted while lien was down cancels its
@@ -235,8 +236,22 @@ async def _run(args: argparse.Namespace) -> int:
             scheduler.every(300, "reconcile")
             log.warning("lien is running with %d adapter(s); %d undelivered action(s) resumed",
                         len(adapters), delivered)
-            await stop.wait()
+
+        starting = asyncio.ensure_future(go_live())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # an adapter that could not start (refused token...) ends the run here
+                await stopping
+            else:
+                # A stop asked for while a platform was still being reached (a homeserver down, a gateway not
+                # ready): stop now rather than after a connection that may never come.
+                log.warning("stopping before lien was fully started")
+                starting.cancel()
+                await asyncio.wait({starting})
         finally:
+            stopping.cancel()
             scheduler.shutdown()
             await runtime.stop()
             for adapter in adapters:

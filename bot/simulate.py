@@ -104,7 +104,8 @@ class Simulation:
             self._flush(when, emit)
             self.clock.set(when)
             self._queue(await self.engine.fire(key))
-        self._flush(until, emit)
+        if self._out and self._out[0][0] <= until:
+            self._flush(until, emit)
 
     def _queue(self, actions: list[Action]) -> None:
         for a in actions:

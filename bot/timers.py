@@ -35,8 +35,11 @@ class VirtualScheduler:
 
     def pop_due(self, until: datetime) -> tuple[datetime, str] | None:
         """The earliest armed timer due at or before `until`, removed; None if there is none."""
+        heap = self._heap
+        if not heap or heap[0][0] > until:
+            return None  # every entry, armed or dead, is later: nothing to drop yet (the common case per event)
         self._drop_dead()
-        if not self._heap or self._heap[0][0] > until:
+        if not heap or heap[0][0] > until:
             return None
         when, _seq, key = heapq.heappop(self._heap)
         del self._live[key]

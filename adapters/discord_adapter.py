@@ -373,9 +373,11 @@ class DiscordAdapter:
         self._tasks.spawn(self._worker(), "discord event worker")
         self._runner = asyncio.create_task(self._run(self._client), name="discord client")
         ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()  # no-op once set; on a stop during start-up, no task is left pending
         if ready not in done:
-            ready.cancel()
             self._runner.result()  # re-raises LoginFailure, PrivilegedIntentsRequired...
             raise RuntimeError("the Discord client stopped before it was ready")
         await self._settled()

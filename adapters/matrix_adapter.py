@@ -358,6 +358,7 @@ class MatrixAdapter:
             raise
 
     async def _login(self, client: AsyncClient, device_id: str | None) -> AsyncClient:
+        """Log in, or check the access token, retrying with backoff until the homeserver answers; `client`."""
         failures = 0
         while True:
             try:

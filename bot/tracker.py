@@ -990,6 +990,9 @@ class QuestionTracker:
             or message in info.answers
             or message == q.id
             or len(q.answers) >= MAX_ANSWERS
+            # Written before the question (a late delivery, a backfill, a file out of time order): it cannot answer
+            # it, and a negative time to first answer would skew the room's delays and the health metrics.
+            or ts < q.asked_ts
         ):
             return None
         answers = info.answers
@@ -1014,7 +1017,7 @@ class QuestionTracker:
 
     def _resolve(self, info: _Info, by: str, credit: Iterable[str], ts: datetime) -> Resolved | None:
         q = info.q
-        if q.state is _WITHDRAWN:
+        if q.state is _WITHDRAWN or ts < q.asked_ts:  # a thanks written before the question is not about it
             return None
         new = tuple(a for a in dict.fromkeys(credit) if a != q.author and a not in q.credited)
         if q.state is _RESOLVED and not new:

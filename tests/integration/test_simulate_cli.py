@@ -111,3 +111,28 @@ def test_an_output_path_that_cannot_be_written_is_one_line_and_exit_2(tmp_path: 
     done = simulate(str(GOLDEN_EVENTS), "--out", str(out))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"lien simulate: {out}: No such file or directory"]
+
+
+def test_events_out_of_time_order_are_late_deliveries(tmp_path: Path) -> None:
+    """A file not in `ts` order: virtual time does not go back (actions stay in time order), and a message stamped
+    before the question it follows in the file does not answer it (no negative time to first answer)."""
+    def message(id_: str, ts: str, author: str, text: str) -> str:
+        return json.dumps({"type": "message", "community": "g", "room": "r", "id": id_, "ts": ts, "author": author,
+                           "text": text})
+
+    events = tmp_path / "disorder.jsonl"
+    events.write_text("\n".join([
+        message("q1", "2026-03-02T10:00:00Z", "alice", "How do I rotate the proxy logs?"),
+        message("a0", "2026-03-02T09:00:00Z", "bob", "use logrotate with copytruncate"),
+        message("q2", "2026-03-02T12:00:00Z", "carol", "Why does the nightly build time out?"),
+        message("q3", "2026-03-02T08:00:00Z", "dave", "Where are the release notes kept?"),
+    ]) + "\n")
+    out = tmp_path / "out.jsonl"
+    done = simulate(str(events), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    actions = [d["ts"] for d in lines if "action" in d]
+    assert actions and actions == sorted(actions)
+    questions = {d["id"]: d for d in lines if d.get("type") == "question"}
+    assert questions["q1"]["answers"] == [] and questions["q1"]["first_answer_ts"] is None
+    assert set(questions) == {"q1", "q2", "q3"}

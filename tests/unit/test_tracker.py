@@ -781,3 +781,29 @@ open irc239
 
 def test_mixed_chat_replay_gives_the_pinned_changes() -> None:
     assert replay_lines(mixed_chat()) == MIXED_CHAT_CHANGES.split("\n")[1:-1]
+
+
+@pytest.mark.parametrize(
+    "how",
+    [{}, {"reply_to": "m1"}, {"mentions": ("alice",)}],
+    ids=["position", "reply", "mention"],
+)
+def test_a_message_written_before_the_question_never_answers_it(chat: Chat, how: dict[str, Any]) -> None:
+    """A late delivery (backfill, a file out of time order) stamped before the question is not its answer: linked,
+    it would give a negative time to first answer."""
+    assert kinds(chat.say("alice", "How do I rotate the logs of the proxy?")) == ["Opened"]
+    assert chat.say("bob", "use logrotate with copytruncate", after=timedelta(minutes=-5), **how) == []
+    q = chat.t.get(C, "m1")
+    assert q is not None and q.state is QState.OPEN and q.answers == [] and q.first_answer_ts is None
+    # The same words a minute after the question do answer it.
+    assert kinds(chat.say("bob", "use logrotate with copytruncate", after=timedelta(minutes=6), **how)) == ["Linked"]
+    assert q.state is QState.ANSWERED and q.first_answer_ts == chat.now
+
+
+def test_a_thanks_written_before_the_question_does_not_resolve_it(chat: Chat) -> None:
+    chat.say("alice", "How do I rotate the logs of the proxy?")
+    chat.say("bob", "use logrotate with copytruncate", reply_to="m1")
+    assert chat.say("alice", "thanks, that worked!", reply_to="m2", after=timedelta(hours=-1)) == []
+    q = chat.t.get(C, "m1")
+    assert q is not None and q.state is QState.ANSWERED and q.resolved_ts is None
+    assert kinds(chat.say("alice", "thanks, that worked!", reply_to="m2", after=timedelta(hours=2))) == ["Resolved"]

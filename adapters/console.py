@@ -292,16 +292,7 @@ async def run_demo(settings, store, *, script: tuple[str, str] | None, speed: fl
     clock = VirtualClock(start)
     scheduler = VirtualScheduler()
     engine = Engine(settings, store, clock, scheduler)
-    async with store.transaction() as tx:
-        # What `start` will skip, said in the demo's own words below rather than as an operator's log warning.
-        overdue = [n for n in await tx.nudges.pending() if engine.too_late(n, start)]
-    engine_log = logging.getLogger("bot.engine")
-    level = engine_log.level
-    engine_log.setLevel(logging.ERROR if overdue else level)
-    try:
-        await engine.start()
-    finally:
-        engine_log.setLevel(level)
+    overdue = await engine.start()  # told below in the demo's own words, not as an operator's log warning
     run_id = f"run{run}"
     adapter = ConsoleAdapter(clock=clock, out=out, run_id=run_id, prefix=settings.lien.command_prefix)
     driver = Driver(engine, scheduler, clock, adapter)

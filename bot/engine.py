@@ -99,13 +99,15 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
-    async def start(self, *, purge: bool = True) -> list[Action]:
+    async def start(self, *, purge: bool = True) -> list[Nudge]:
         """Warm start from the rows: live questions into the tracker, pending nudges re-armed or caught up.
 
-        Nudges overdue by less than the catch-up window fire now; older ones become `skipped_overdue`.
+        Nudges overdue by less than the catch-up window fire now; older ones become `skipped_overdue` and are
+        returned, for the caller to tell its user in its own terms (`log_skipped` for an operator's log).
         `purge=False` (replays of history) leaves retention to live deployments.
         """
         now = self.clock.now()
+        skipped: list[Nudge] = []
         async with self.store.transaction() as tx:
             live = [q for q in await tx.questions.live(now - LINGER) if self.owns(q.community)]
             # An answered question needs its answers' authors and times: a later answer or thanks refers to them.
@@ -122,10 +124,10 @@ class Engine:
             for n in await tx.nudges.pending():
                 if not self.owns(n.community):
                     continue
-                if self.too_late(n, now):
+                if self._too_late(n, now):
                     n.state = NudgeState.SKIPPED_OVERDUE
                     tx.nudges.save(n)
-                    log.warning("nudge %s skipped: overdue since %s", n.key, n.due.isoformat())
+                    skipped.append(n)
                     continue
                 self._pending[n.key] = n
                 self.scheduler.at(max(n.due, now), n.key)
@@ -134,9 +136,9 @@ class Engine:
         if purge:
             self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
             self.scheduler.at(digest.next_digest_at(now, self.settings.timezone), DIGEST_KEY)
-        return []
+        return skipped
 
-    def too_late(self, n: Nudge, now: datetime) -> bool:
+    def _too_late(self, n: Nudge, now: datetime) -> bool:
         """Is the pending nudge `n` overdue by more than its community's catch-up window at `now`?"""
         return n.due < now - timedelta(hours=self.settings.room(n.community).nudges.catch_up_hours)
 
@@ -576,6 +578,12 @@ class Engine:
         counts["guard_strikes"] = await tx.strikes.prune(now - longest_strike_window(self.settings))
         log.info("retention purge: %s", counts)
         self.scheduler.at(now + timedelta(days=1), PURGE_KEY)
+
+
+def log_skipped(skipped: Iterable[Nudge]) -> None:
+    """Tell an operator's log which pending nudges `Engine.start` skipped as overdue."""
+    for n in skipped:
+        log.warning("nudge %s skipped: overdue since %s", n.key, n.due.isoformat())
 
 
 def longest_strike_window(settings: Settings) -> timedelta:

@@ -201,7 +201,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     from adapters.scheduler import ApScheduler
     from bot.clock import SystemClock
-    from bot.engine import Engine
+    from bot.engine import Engine, log_skipped
     from bot.runtime import Runtime
 
     env = dict(os.environ)
@@ -226,7 +226,7 @@ async def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await engine.start()
+        log_skipped(await engine.start())
 
         async def go_live() -> None:
             for adapter in adapters:

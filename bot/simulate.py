@@ -17,7 +17,7 @@ from bot.actions import Action
 from bot.clock import VirtualClock
 from bot.config import Settings
 from bot.cycles import cycle_collector_paused
-from bot.engine import Engine
+from bot.engine import Engine, log_skipped
 from bot.events import Event
 from bot.model import QState, Question
 from bot.ports import Store
@@ -87,7 +87,7 @@ class Simulation:
             for event in events:
                 if not self._started:
                     self.clock.set(event.ts)  # the first event starts virtual time
-                    await self.engine.start(purge=False)
+                    log_skipped(await self.engine.start(purge=False))  # a `--db` kept from an earlier replay
                     self._started = True
                 await self._advance(event.ts, emit)
                 self.clock.set(event.ts)

@@ -22,7 +22,7 @@ from bot.clock import SystemClock, VirtualClock
 from bot.config import Settings
 from bot.engine import Engine
 from bot.events import Message
-from bot.model import NudgeState, nudge_key
+from bot.model import Nudge, NudgeState, nudge_key
 from bot.runtime import Runtime
 from bot.timers import VirtualScheduler
 from storage.db import make_engine
@@ -75,13 +75,14 @@ class Live:
         self.bridge = JsonlBridge(self.inbox, self.outbox, poll_seconds=0.02)
         self.runtime = Runtime(self.engine, [self.bridge], self.clock)
         self.stopped = False
+        self.skipped: list[Nudge] = []  # what `Engine.start` skipped as overdue
 
     async def _on_due(self, key: str) -> None:
         await self.runtime.on_timer(key)
 
     async def start(self) -> Live:
         await upgrade(self.db)
-        await self.engine.start()
+        self.skipped = await self.engine.start()
         await self.bridge.start(self.runtime.handler_for(self.bridge))
         self.scheduler.start()
         await self.runtime.deliver_unsent()
@@ -198,6 +199,7 @@ async def test_nudges_overdue_beyond_catch_up_are_skipped_and_recent_ones_fire_a
     live = await Live(tmp_path, settings).start()
     live_runs.append(live)
     assert (await live.nudge_row(1, 1)).state == NudgeState.SKIPPED_OVERDUE
+    assert [n.key for n in live.skipped] == [nudge_key(C, "q1", 1)]  # what `lien run` logs, and the demo explains
     assert nudge_key(C, "q1", 1) not in live.scheduler.pending()
     l2 = await live.delivered(2, 1, within=5)
     assert _ts(l2) - now < timedelta(seconds=LATE)  # caught up at once

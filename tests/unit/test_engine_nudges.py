@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.config import Settings
-from bot.model import QState
+from bot.engine import log_skipped
+from bot.model import Nudge, QState
 from tests.bot_driver import TestBot
 from tests.fakes import FakeStore
 
@@ -213,3 +214,12 @@ async def test_credit_command_records_consent_to_be_thanked_by_name(bot: TestBot
     await bot.lines("/as bob\n!lien credit on")
     prefs = await bot.engine.members.get(None, "console", "bob")  # type: ignore[arg-type]
     assert prefs is not None and prefs.named_thanks
+
+
+def test_skipped_nudges_are_logged_for_an_operator(caplog: pytest.LogCaptureFixture) -> None:
+    due = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    with caplog.at_level("WARNING", logger="bot.engine"):
+        log_skipped([Nudge("guild", "q1", 2, due)])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"nudge {Nudge('guild', 'q1', 2, due).key} skipped: overdue since 2026-03-01T10:00:00+00:00"
+    ]

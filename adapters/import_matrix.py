@@ -192,7 +192,8 @@ def _timestamp(ev: Mapping[str, Any]) -> tuple[int, str]:
     try:
         return unix_ms_stamp(ms)
     except OverflowError:
-        raise InputError(f"timestamp out of range: {ms}", field="origin_server_ts") from None
+        raise InputError(f"timestamp out of range (years 1970 to 9998 in UTC): {ms}",
+                         field="origin_server_ts") from None
 
 
 def _datetime(stamp: tuple[int, str]) -> datetime:

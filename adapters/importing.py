@@ -47,7 +47,7 @@ import orjson
 
 from adapters.jsonl import dumps_line, event_to_dict, format_ts, parse_ts
 from bot.errors import InputError
-from bot.events import TYPE_NAMES, Event, Message, Reaction
+from bot.events import EARLIEST_TS, LATEST_TS, TYPE_NAMES, Event, Message, Reaction
 
 __all__ = [
     "Entry",
@@ -1105,11 +1105,15 @@ def _hour(hour: str) -> tuple[int, str] | None:
 
 
 _UNIX_EPOCH_US: Final = (datetime(1970, 1, 1, tzinfo=UTC) - _EPOCH) // _US
+_LATEST_UNIX_MS: Final = (LATEST_TS - EARLIEST_TS) // timedelta(milliseconds=1)  # EARLIEST_TS is the Unix epoch
 _UNIX_HOURS: dict[int, str] = {}
 
 
 def unix_ms_stamp(ms: int) -> tuple[int, str]:
-    """The sort key and `format_ts` text of milliseconds since 1970; OverflowError when out of datetime's range."""
+    """The sort key and `format_ts` text of milliseconds since 1970; OverflowError when out of the times lien reads
+    (`bot.events.EARLIEST_TS` to `LATEST_TS`, as `parse_ts`)."""
+    if not 0 <= ms < _LATEST_UNIX_MS:
+        raise OverflowError(f"{ms} ms since 1970 is out of range")
     hour, rest = divmod(ms, 3_600_000)
     prefix = _UNIX_HOURS.get(hour)
     if prefix is None:

@@ -18,6 +18,8 @@ import orjson
 from bot.actions import Action
 from bot.errors import InputError
 from bot.events import (
+    EARLIEST_TS,
+    LATEST_TS,
     Command,
     Delete,
     Edit,
@@ -135,14 +137,21 @@ def parse_ts(value: Any, where: str, field: str = "ts") -> datetime:
     except ValueError:
         raise InputError(f"not an ISO 8601 date-time: {_quote(value)}", where=where, field=field) from None
     tz = dt.tzinfo
-    if tz is UTC:
+    if tz is not UTC:
+        if tz is None:
+            raise InputError(f"timestamp has no offset (add Z or +HH:MM): {_quote(value)}", where=where, field=field)
+        try:
+            dt = dt.astimezone(UTC)
+        except OverflowError:
+            raise _out_of_range(value, where, field) from None
+    if EARLIEST_TS <= dt < LATEST_TS:
         return dt
-    if tz is None:
-        raise InputError(f"timestamp has no offset (add Z or +HH:MM): {_quote(value)}", where=where, field=field)
-    try:
-        return dt.astimezone(UTC)
-    except OverflowError:
-        raise InputError(f"timestamp out of range in UTC: {_quote(value)}", where=where, field=field) from None
+    raise _out_of_range(value, where, field)
+
+
+def _out_of_range(value: str, where: str, field: str) -> InputError:
+    return InputError(f"timestamp out of range (years 1970 to 9998 in UTC): {_quote(value)}", where=where,
+                      field=field)
 
 
 _REQUIRED: Final = True

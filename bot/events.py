@@ -6,7 +6,12 @@ Only these values, string ids and tz-aware datetimes cross into the core.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+
+#: The times lien reads (`EARLIEST_TS` <= ts < `LATEST_TS`): no chat platform predates Unix time, and its date
+#: arithmetic (retention and history lookbacks, the ladder, a replay's run-on) needs room inside datetime's range.
+EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TS = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from adapters.importing import event_line, import_files, iso_stamp, translator_factory, unix_ms_stamp
 from adapters.jsonl import dumps_line, event_to_dict, format_ts, parse_event, parse_ts
 from bot.errors import InputError
-from bot.events import Delete, Edit, MemberJoin, Message, Reaction
+from bot.events import EARLIEST_TS, LATEST_TS, Delete, Edit, MemberJoin, Message, Reaction
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exports"
 KINDS = ("discord", "matrix")
@@ -235,6 +235,10 @@ def _reference(value: str) -> tuple[int, str] | str:
 @example(stamp="2026-01-05T08:00:00.000+00:00")
 @example(stamp="0001-01-01T00:30:00.000+01:00")
 @example(stamp="9999-12-31T23:30:00.000-01:00")
+@example(stamp="9998-12-31T23:59:59.999+00:00")  # the last hour lien reads (LATEST_TS)...
+@example(stamp="9999-01-01T00:00:00.000+00:00")  # ... and the first it does not
+@example(stamp="1970-01-01T00:30:00.000+01:00")  # before EARLIEST_TS in UTC
+@example(stamp="1970-01-01T00:00:00.000+00:00")
 @example(stamp="2026-01-05T24:00:00.000+00:00")
 @example(stamp="2026-01-05T08:00:60.000+00:00")
 def test_iso_stamp_reads_as_parse_ts_and_writes_as_format_ts(stamp: str) -> None:
@@ -246,11 +250,14 @@ def test_iso_stamp_reads_as_parse_ts_and_writes_as_format_ts(stamp: str) -> None
 
 
 @given(ms=st.integers(-(10**15), 10**15) | st.integers(-62135596800000 - 5, -62135596800000 + 5)
-       | st.integers(253402300799000 - 5, 253402300799999 + 5))
+       | st.integers(253402300799000 - 5, 253402300799999 + 5) | st.integers(-5, 5)
+       | st.integers(253370764800000 - 5, 253370764800000 + 5))  # datetime's ends, lien's ends
 def test_unix_ms_stamp_is_the_datetime_arithmetic(ms: int) -> None:
     try:
         ts = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     except OverflowError:
+        ts = None
+    if ts is None or not EARLIEST_TS <= ts < LATEST_TS:  # out of the times lien reads, as parse_ts refuses them
         with pytest.raises(OverflowError):
             unix_ms_stamp(ms)
         return

@@ -149,7 +149,8 @@ def test_malformed_events_fatal_or_skipped_with_their_positions(tmp_path: Path) 
                                                             "content)"),
         (_event("$1", type="m.room.member", content={"membership": "join"}), "state_key: required field is "
                                                                              "missing"),
-        (_event("$1", origin_server_ts=10**20), "origin_server_ts: timestamp out of range: 100000000000000000000"),
+        (_event("$1", origin_server_ts=10**20), "origin_server_ts: timestamp out of range (years 1970 to 9998 in UTC): "
+                                                 "100000000000000000000"),
         (_event("", ), "event_id: expected a non-empty string id, got ''"),
         ([1, 2], "expected a JSON object, got array"),
     ],

@@ -136,3 +136,16 @@ def test_events_out_of_time_order_are_late_deliveries(tmp_path: Path) -> None:
     questions = {d["id"]: d for d in lines if d.get("type") == "question"}
     assert questions["q1"]["answers"] == [] and questions["q1"]["first_answer_ts"] is None
     assert set(questions) == {"q1", "q2", "q3"}
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T20:00:00Z", "0001-01-01T00:00:00Z"])
+def test_a_time_at_the_ends_of_the_calendar_is_a_bad_line_not_a_crash(tmp_path: Path, ts: str) -> None:
+    """A replay runs on 7 days past its last event and looks back over retention: a stamp at datetime's ends made
+    that arithmetic overflow (a traceback, exit 1)."""
+    events = tmp_path / "ends.jsonl"
+    events.write_text(json.dumps({"type": "message", "community": "g", "room": "r", "id": "m1", "ts": ts,
+                                  "author": "alice", "text": "How do I rotate the proxy logs?"}) + "\n")
+    done = simulate(str(events))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"lien simulate: {events}:1: ts: timestamp out of range (years 1970 to 9998 in "
+                                   f"UTC): '{ts}'")

@@ -216,7 +216,18 @@ ERRORS = [
     (
         "ts-overflows-utc",
         line(ts="0001-01-01T00:00:00+01:00"),
-        "events.jsonl:3: ts: timestamp out of range in UTC: '0001-01-01T00:00:00+01:00'",
+        "events.jsonl:3: ts: timestamp out of range (years 1970 to 9998 in UTC): '0001-01-01T00:00:00+01:00'",
+    ),
+    (
+        "ts-before-1970",
+        line(ts="1969-12-31T23:59:59.999999Z"),
+        "events.jsonl:3: ts: timestamp out of range (years 1970 to 9998 in UTC): '1969-12-31T23:59:59.999999Z'",
+    ),
+    (
+        # A replay runs on 7 days past its last event: that must not overflow datetime.
+        "ts-year-9999",
+        line(ts="9999-12-31T20:00:00Z"),
+        "events.jsonl:3: ts: timestamp out of range (years 1970 to 9998 in UTC): '9999-12-31T20:00:00Z'",
     ),
     ("ts-long-quoted-short", line(ts="x" * 100), f"events.jsonl:3: ts: not an ISO 8601 date-time: '{'x' * 57}...'"),
     (

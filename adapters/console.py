@@ -2,19 +2,7 @@
 
 People type as community members (`/as alice`), lien's actions print as they happen, and virtual time can run
 fast (`--speed 600` = ten minutes a second) so that nudges show within a minute. Script lines use the same
-syntax as interactive input:
-
-    /as NAME              speak as NAME from now on (plain lines are NAME's messages)
-    /room NAME            move to room NAME (default: general)
-    /reply LABEL TEXT     reply to message LABEL (labels m1, m2 ... are printed beside each message)
-    /thread LABEL TEXT    post TEXT in the thread of message LABEL
-    /react LABEL EMOJI    react to message LABEL
-    /delete LABEL         delete message LABEL
-    /join NAME            NAME joins the community
-    /admin on|off         the current speaker is (not) an admin
-    /wait 30m | 2h | 45s  let virtual time pass (timers fire on the way)
-    /say TEXT             print a narrator line
-    # ...                 a comment
+syntax as interactive input, listed in `HELP` (what `/help` prints).
 """
 
 from __future__ import annotations
@@ -35,17 +23,38 @@ from bot.events import Command, Delete, Event, MemberJoin, Message, Reaction
 log = logging.getLogger(__name__)
 
 COMMUNITY = "console"
+HELP = """\
+    plain text            a message by the current speaker (`!lien ...` is a lien command)
+    /as NAME              speak as NAME from now on (plain lines are NAME's messages)
+    /room NAME            move to room NAME (default: general)
+    /reply LABEL TEXT     reply to message LABEL (labels m1, m2 ... are printed beside each message)
+    /thread LABEL TEXT    post TEXT in the thread of message LABEL
+    /react LABEL EMOJI    react to message LABEL
+    /delete LABEL         delete message LABEL
+    /join NAME            NAME joins the community
+    /admin on|off         the current speaker is (not) an admin
+    /wait 30m | 2h | 45s  let virtual time pass (timers fire on the way; at most 366d at a time)
+    /say TEXT             print a narrator line
+    # ...                 a comment
+    /help                 this list
+    /quit                 end the demo (interactive mode)
+"""
 _WAIT = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest `/wait`: a year is more than any nudge ladder or digest needs, and virtual time stays in range.
+MAX_WAIT = timedelta(days=366)
 _MENTION = re.compile(r"<@([^>\s]+)>")
 
 
 def parse_duration(text: str) -> timedelta:
-    """`45s`, `30m`, `2h`, `1d` -> timedelta; raises ValueError otherwise."""
+    """`45s`, `30m`, `2h`, `1d` (up to `MAX_WAIT`) -> timedelta; raises ValueError otherwise."""
     m = _WAIT.match(text.strip())
     if not m:
         raise ValueError(f"not a duration: {text!r} (expected e.g. 45s, 30m, 2h, 1d)")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_WAIT.total_seconds():
+        raise ValueError(f"too long a wait: {text.strip()!r} (at most {MAX_WAIT.days}d at a time)")
+    return timedelta(seconds=seconds)
 
 
 @dataclass
@@ -112,11 +121,16 @@ class ConsoleAdapter:
         cmd, _, rest = line[1:].partition(" ")
         rest = rest.strip()
         match cmd:
-            case "as":
-                self.speaker = rest or self.speaker
+            case "as" | "room":
+                if not rest:
+                    raise ValueError(f"usage: /{cmd} NAME")
+                if cmd == "as":
+                    self.speaker = rest
+                else:
+                    self.room = rest
                 return []
-            case "room":
-                self.room = rest or self.room
+            case "help":
+                self.out.write(HELP)
                 return []
             case "admin":
                 (self.admins.add if rest != "off" else self.admins.discard)(self.speaker)
@@ -315,7 +329,7 @@ async def run_demo(settings, store, *, script: tuple[str, str] | None, speed: fl
     if interactive is None:
         interactive = sys.stdin.isatty() and script is None
     if interactive:
-        out.write("\nYour turn: type as members (/as NAME), /wait 30m, /quit. Time runs at "
+        out.write("\nYour turn: type as members (/as NAME), /wait 30m, /help, /quit. Time runs at "
                   f"{speed:g}x.\n")
         await driver.interactive(speed, sys.stdin)
     async with store.transaction() as tx:

@@ -53,6 +53,31 @@ def test_a_bad_script_line_exits_2_with_its_line(tmp_path: Path) -> None:
     assert "s.txt:2" in done.stdout
 
 
+@pytest.mark.parametrize(("line", "problem"), [
+    ("/as", "usage: /as NAME"),
+    ("/room  ", "usage: /room NAME"),
+    # Virtual time past the calendar's end was an OverflowError traceback.
+    ("/wait 9999999999d", "too long a wait: '9999999999d' (at most 366d at a time)"),
+    ("/wait 367d", "too long a wait: '367d' (at most 366d at a time)"),
+])
+def test_a_console_line_that_cannot_be_done_says_why(tmp_path: Path, line: str, problem: str) -> None:
+    script = tmp_path / "s.txt"
+    script.write_text(f"/as zoe\n{line}\n")
+    done = demo(tmp_path, "--script", str(script))
+    assert done.returncode == 2, done.stderr
+    assert f"  ! {script}:2: {problem}" in done.stdout.splitlines()
+    assert "Traceback" not in done.stderr
+
+
+def test_help_lists_the_console_commands(tmp_path: Path) -> None:
+    script = tmp_path / "s.txt"
+    script.write_text("/help\n/wait 366d\n")
+    done = demo(tmp_path, "--script", str(script))
+    assert done.returncode == 0, done.stderr
+    for command in ("/as NAME", "/reply LABEL TEXT", "/wait 30m", "/help", "/quit"):
+        assert command in done.stdout
+
+
 async def test_two_runs_started_in_the_same_second_do_not_share_message_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

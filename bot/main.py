@@ -352,9 +352,34 @@ async def _demo(args: argparse.Namespace) -> int:
                               out=sys.stdout)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lien")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
+#: The fastest demo: a virtual day per real second (faster, virtual time would soon leave the calendar).
+MAX_SPEED = 86_400.0
+
+
+def _speed(text: str) -> float:
+    """`--speed`: virtual seconds per real second, above 0 and up to `MAX_SPEED`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_SPEED:,.0f} (got {text!r})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lien", description="lien: no question left unanswered.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (repeat for debug)")
+    p.add_argument("--version", action="version", version=f"lien {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="replay an events JSONL file on virtual time, print actions and questions")
@@ -367,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="a local chat with lien in the terminal (built-in scenario, then interactive)")
     d.add_argument("--script", help="run this script non-interactively instead of the built-in scenario")
-    d.add_argument("--speed", type=float, default=600.0, help="virtual seconds per real second (default 600)")
+    d.add_argument("--speed", type=_speed, default=600.0, help="virtual seconds per real second (default 600)")
     d.add_argument("--db", default="lien-demo.db", help="SQLite file for the demo's state (default lien-demo.db)")
     d.add_argument("--config", help="TOML configuration file")
     d.add_argument("--interactive", action=argparse.BooleanOptionalAction, default=None,

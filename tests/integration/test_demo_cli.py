@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -106,3 +107,18 @@ def test_a_script_that_cannot_be_read_stops_before_the_database_is_touched(tmp_p
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"lien demo: {missing}: No such file or directory"]
     assert not (tmp_path / "demo.db").exists()
+
+
+@pytest.mark.parametrize("speed", ["0", "-3", "nan", "inf", "1e9", "fast"])
+def test_a_speed_that_cannot_drive_virtual_time_is_refused(tmp_path: Path, speed: str) -> None:
+    """Zero or negative froze or reversed the interactive clock; NaN or a huge speed crashed it."""
+    done = demo(tmp_path, "--speed", speed)
+    assert done.returncode == 2
+    assert "lien demo: error: argument --speed: " in done.stderr
+    assert not (tmp_path / "demo.db").exists()
+
+
+def test_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert re.fullmatch(r"lien \d+\.\d+\.\d+\S*\n", done.stdout)

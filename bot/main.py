@@ -105,7 +105,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from bot.simulate import Simulation
 
     settings = load_config(args.config)
-    until = parse_ts(args.until, "--until", "until") if args.until else None
+    until = parse_ts(args.until, "", "--until") if args.until else None
     def on_bad(err: InputError) -> None:
         print(f"lien simulate: skipped {err}", file=sys.stderr)
 

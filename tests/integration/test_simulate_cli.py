@@ -149,3 +149,10 @@ def test_a_time_at_the_ends_of_the_calendar_is_a_bad_line_not_a_crash(tmp_path: 
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == (f"lien simulate: {events}:1: ts: timestamp out of range (years 1970 to 9998 in "
                                    f"UTC): '{ts}'")
+
+
+def test_a_bad_until_names_the_option_once(tmp_path: Path) -> None:
+    done = simulate(str(GOLDEN_EVENTS), "--until", "2026-03-04T00:00:00")
+    assert done.returncode == 2
+    assert done.stderr == ("lien simulate: --until: timestamp has no offset (add Z or +HH:MM): "
+                           "'2026-03-04T00:00:00'\n")

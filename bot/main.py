@@ -277,11 +277,13 @@ async def _report(args: argparse.Namespace) -> int:
     names = NameBook()
     salt = args.salt or os.environ.get("LIEN_REPORT_SALT")
     if args.db:
-        path = sqlite_file(args.db)
+        # A plain path is a SQLite file, as `lien simulate --db` and `lien demo --db` take it.
+        url = args.db if "://" in args.db else _sqlite_url(Path(args.db))
+        path = sqlite_file(url)
         if path is not None and not path.is_file():
             # SQLite would create an empty file there: a report reads a database, it never makes one.
             raise InputError(f"no database at {path}", field="--db")
-        engine = make_engine(args.db)
+        engine = make_engine(url)
         try:
             await check_open(engine)
             await require_current(engine)
@@ -421,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML page of community health and reciprocity")
     source = rp.add_mutually_exclusive_group(required=True)
     source.add_argument("events", nargs="?", help="events file to replay (JSON Lines, docs/events.md)")
-    source.add_argument("--db", metavar="URL", help="read lien's database instead, e.g. sqlite:///lien.db")
+    source.add_argument("--db", metavar="URL|FILE",
+                        help="read lien's database instead: a URL (sqlite:///lien.db, postgresql://...) or a file")
     rp.add_argument("--out", required=True, help="the HTML file to write")
     rp.add_argument("--names", action="store_true", help="show display names where known (default: pseudonyms)")
     rp.add_argument("--community", help="only this community (default: every one, a section each)")

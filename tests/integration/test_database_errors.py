@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from storage.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,17 +30,21 @@ def one_line_error(done: subprocess.CompletedProcess[str], command: str) -> str:
     return lines[0]
 
 
-def test_a_report_reads_a_database_a_replay_left(tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_url", [True, False], ids=["url", "plain-path"])
+def test_a_report_reads_a_database_a_replay_left(tmp_path: Path, as_url: bool) -> None:
+    """`lien simulate --db FILE` then `lien report --db` of the same FILE (a plain path was 'not a database URL')."""
     db = tmp_path / "sim.db"
     assert lien("simulate", str(EVENTS), "--db", str(db), "--out", str(tmp_path / "out.jsonl")).returncode == 0
-    done = lien("report", "--db", f"sqlite:///{db}", "--out", str(tmp_path / "page.html"))
+    done = lien("report", "--db", f"sqlite:///{db}" if as_url else str(db), "--out", str(tmp_path / "page.html"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "page.html").stat().st_size > 0
 
 
-def test_a_report_of_a_missing_file_says_so_and_creates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_url", [True, False], ids=["url", "plain-path"])
+def test_a_report_of_a_missing_file_says_so_and_creates_nothing(tmp_path: Path, as_url: bool) -> None:
     missing = tmp_path / "typo.db"
-    done = lien("report", "--db", f"sqlite:///{missing}", "--out", str(tmp_path / "page.html"))
+    done = lien("report", "--db", f"sqlite:///{missing}" if as_url else str(missing),
+                "--out", str(tmp_path / "page.html"))
     assert done.returncode == 2
     assert one_line_error(done, "report") == f"lien report: --db: no database at {missing}"
     assert not missing.exists()
@@ -81,7 +87,7 @@ def test_an_unreachable_server_is_named_without_its_password(tmp_path: Path) -> 
 
 def test_urls_lien_cannot_use_are_refused_before_connecting(tmp_path: Path) -> None:
     out = str(tmp_path / "p.html")
-    done = lien("report", "--db", "lien.db", "--out", out)
+    done = lien("report", "--db", "://lien.db", "--out", out)  # (a plain path is a SQLite file)
     assert done.returncode == 2 and "not a database URL" in one_line_error(done, "report")
     done = lien("report", "--db", "mysql://lien:pw@127.0.0.1/lien", "--out", out)
     assert done.returncode == 2

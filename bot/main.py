@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
@@ -76,6 +77,17 @@ async def open_store(url: str) -> AsyncIterator[object]:
         await engine.dispose()
 
 
+def refuse_overwriting(out: str | Path | None, inputs: Iterable[str | Path]) -> None:
+    """An `--out` that is one of the command's input files would destroy it (truncated before it is read, or
+    replaced once read): refused before anything is opened."""
+    if out is None or not Path(out).exists():
+        return
+    for name in inputs:
+        with contextlib.suppress(OSError):  # an input that cannot be read is reported when it is read
+            if os.path.samefile(out, name):
+                raise InputError(f"{out} is also an input file: write the output to another file", field="--out")
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -104,6 +116,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     from adapters.jsonl import action_to_dict, dumps_line, parse_ts, question_to_dict, read_events
     from bot.simulate import Simulation
 
+    refuse_overwriting(args.out, [args.events])
     settings = load_config(args.config)
     until = parse_ts(args.until, "", "--until") if args.until else None
     def on_bad(err: InputError) -> None:
@@ -273,6 +286,7 @@ async def _report(args: argparse.Namespace) -> int:
     from storage.db import check_open, make_engine, sqlite_file
     from storage.migrate import require_current
 
+    refuse_overwriting(args.out, [args.events] if args.events else [])
     now = SystemClock().now()
     names = NameBook()
     salt = args.salt or os.environ.get("LIEN_REPORT_SALT")
@@ -456,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "import":
             from adapters.importing import run_import
 
+            refuse_overwriting(args.out, args.files)
             return run_import(args.kind, args.files, args.out, args.skip_bad, not args.no_progress,
                               community=getattr(args, "community", None))
         if args.command == "report":

@@ -1,5 +1,6 @@
 """A database lien cannot use is named, with the reason, in one line: never a driver traceback, never a password,
-and a report never creates the file it was asked to read. Real SQLite files, real migrations, real sockets."""
+and a report never creates the file it was asked to read; an output file never overwrites an input. Real SQLite
+files, real migrations, real sockets."""
 
 from __future__ import annotations
 
@@ -121,3 +122,23 @@ def test_the_configured_database_url_is_checked_with_its_key_and_line(tmp_path: 
     done = lien("migrate", "--config", str(config), env={**env, "LIEN_TEST_UNSET_DB_URL": "not a url"})
     assert done.returncode == 2
     assert one_line_error(done, "migrate").startswith("lien migrate: storage.url: not a database URL")
+
+
+@pytest.mark.parametrize("command", ["simulate", "report", "import"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path: Path, command: str) -> None:
+    """`--out` naming the input truncated it before it was read (simulate) or replaced it once read (report, import):
+    the user's file was lost."""
+    source = tmp_path / ("export.json" if command == "import" else "events.jsonl")
+    source.write_bytes(b'{"guild": {"id": "1"}, "channel": {"id": "2"}, "messages": []}' if command == "import"
+                       else EVENTS.read_bytes())
+    before = source.read_bytes()
+    link = tmp_path / "same-file-other-name"
+    link.hardlink_to(source)
+    args = {"simulate": ["simulate", str(source)], "report": ["report", str(source)],
+            "import": ["import", "discord", str(source)]}[command]
+    for out in (source, link):
+        done = lien(*args, "--out", str(out))
+        assert done.returncode == 2
+        assert one_line_error(done, command) == (f"lien {command}: --out: {out} is also an input file: write the "
+                                                 "output to another file")
+        assert source.read_bytes() == before

@@ -13,14 +13,17 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from bot.config import Settings
 from bot.cycles import cycle_collector_paused
 from bot.errors import ConfigError, InputError, LienError
+
+if TYPE_CHECKING:
+    from adapters.jsonl import EventReader
 
 log = logging.getLogger("lien")
 
@@ -77,6 +80,15 @@ async def open_store(url: str) -> AsyncIterator[object]:
         await engine.dispose()
 
 
+def open_events(name: str, *, skip_bad: bool, on_bad: Callable[[InputError], None]) -> EventReader:
+    """The events of the file `name`, or of standard input for `-` (`lien import ... | lien simulate -`)."""
+    from adapters.jsonl import read_events
+
+    if name == "-":
+        return read_events("<stdin>", sys.stdin.buffer, skip_bad=skip_bad, on_bad=on_bad)
+    return read_events(Path(name), skip_bad=skip_bad, on_bad=on_bad)
+
+
 def refuse_overwriting(out: str | Path | None, inputs: Iterable[str | Path]) -> None:
     """An `--out` that is one of the command's input files would destroy it (truncated before it is read, or
     replaced once read): refused before anything is opened."""
@@ -113,7 +125,7 @@ class _Progress:
 
 
 async def _simulate(args: argparse.Namespace) -> int:
-    from adapters.jsonl import action_to_dict, dumps_line, parse_ts, question_to_dict, read_events
+    from adapters.jsonl import action_to_dict, dumps_line, parse_ts, question_to_dict
     from bot.simulate import Simulation
 
     refuse_overwriting(args.out, [args.events])
@@ -122,7 +134,7 @@ async def _simulate(args: argparse.Namespace) -> int:
     def on_bad(err: InputError) -> None:
         print(f"lien simulate: skipped {err}", file=sys.stderr)
 
-    reader = read_events(Path(args.events), skip_bad=args.skip_bad, on_bad=on_bad)
+    reader = open_events(args.events, skip_bad=args.skip_bad, on_bad=on_bad)
     out: IO[str] = open(args.out, "w", encoding="utf-8", newline="\n") if args.out else sys.stdout  # noqa: SIM115, ASYNC230
     progress = _Progress(sys.stderr)
     # The collector stays off through the question listing too: turned back on after the replay, its first full
@@ -279,7 +291,6 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _report(args: argparse.Namespace) -> int:
-    from adapters.jsonl import read_events
     from adapters.report_html import NameBook, ReportOptions, new_salt, write_report
     from bot.clock import SystemClock
     from storage import export
@@ -310,7 +321,7 @@ async def _report(args: argparse.Namespace) -> int:
         def on_bad(err: InputError) -> None:
             print(f"lien report: skipped {err}", file=sys.stderr)
 
-        reader = read_events(Path(args.events), skip_bad=args.skip_bad, on_bad=on_bad)
+        reader = open_events(args.events, skip_bad=args.skip_bad, on_bad=on_bad)
         try:
             questions, edges = await export.replay_history(names.watch(reader), load_config(args.config))
         finally:
@@ -318,7 +329,7 @@ async def _report(args: argparse.Namespace) -> int:
         if args.community:
             questions = [q for q in questions if q.community == args.community]
             edges = [e for e in edges if e.community == args.community]
-        source, as_of = Path(args.events).name, None
+        source, as_of = ("standard input" if args.events == "-" else Path(args.events).name), None
     options = ReportOptions(salt=salt or new_salt(), generated=now, source=source, names=names.names,
                             show_names=args.names, as_of=as_of)
     with cycle_collector_paused():  # the page's many small objects would make it walk the whole history again
@@ -399,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="replay an events JSONL file on virtual time, print actions and questions")
-    s.add_argument("events", help="events file (JSON Lines, spec/events.md)")
+    s.add_argument("events", help="events file (JSON Lines, docs/events.md); - reads standard input")
     s.add_argument("--config", help="TOML configuration file")
     s.add_argument("--until", help="keep firing timers until this ISO 8601 time (default: last event + 7 days)")
     s.add_argument("--out", help="write output here instead of standard output")
@@ -436,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="write a self-contained HTML page of community health and reciprocity")
     source = rp.add_mutually_exclusive_group(required=True)
-    source.add_argument("events", nargs="?", help="events file to replay (JSON Lines, docs/events.md)")
+    source.add_argument("events", nargs="?", help="events file to replay (JSON Lines, docs/events.md); - for stdin")
     source.add_argument("--db", metavar="URL|FILE",
                         help="read lien's database instead: a URL (sqlite:///lien.db, postgresql://...) or a file")
     rp.add_argument("--out", required=True, help="the HTML file to write")

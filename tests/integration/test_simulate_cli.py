@@ -156,3 +156,24 @@ def test_a_bad_until_names_the_option_once(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == ("lien simulate: --until: timestamp has no offset (add Z or +HH:MM): "
                            "'2026-03-04T00:00:00'\n")
+
+
+def test_dash_reads_the_events_from_standard_input(tmp_path: Path) -> None:
+    """`lien import ... | lien simulate -`: the same output as from the file."""
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-m", "bot", "simulate", "-", "--until", "2026-03-04T00:00:00Z",
+                           "--out", str(out)], input=GOLDEN_EVENTS.read_bytes(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == GOLDEN_EXPECTED.read_bytes()
+    bad = subprocess.run([sys.executable, "-m", "bot", "simulate", "-"], input=b"not json\n", capture_output=True,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr == b"lien simulate: <stdin>:1: invalid JSON: Expecting value (column 1)\n"
+
+
+def test_a_report_reads_standard_input_too(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    done = subprocess.run([sys.executable, "-m", "bot", "report", "-", "--out", str(page)],
+                          input=GOLDEN_EVENTS.read_bytes(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "standard input" in page.read_text(encoding="utf-8")

@@ -17,6 +17,13 @@ def demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                            "--no-interactive", *args], capture_output=True, text=True, timeout=120)
 
 
+def demo_script(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """Run `text` as the demo script `tmp_path / "s.txt"` (what errors name)."""
+    script = tmp_path / "s.txt"
+    script.write_text(text)
+    return demo(tmp_path, "--script", str(script))
+
+
 def test_builtin_scenario_shows_nudges_with_reasons_and_refusals(tmp_path: Path) -> None:
     done = demo(tmp_path)
     assert done.returncode == 0, done.stderr
@@ -39,17 +46,13 @@ def test_second_run_shows_the_state_the_first_left(tmp_path: Path) -> None:
 
 
 def test_script_runs_non_interactively(tmp_path: Path) -> None:
-    script = tmp_path / "s.txt"
-    script.write_text("/as zoe\nHow do I reset my password on the forum?\n/wait 31m\n!lien unanswered\n")
-    done = demo(tmp_path, "--script", str(script))
+    done = demo_script(tmp_path, "/as zoe\nHow do I reset my password on the forum?\n/wait 31m\n!lien unanswered\n")
     assert done.returncode == 0, done.stderr
     assert "nudge L1" in done.stdout and "Oldest open questions" in done.stdout
 
 
 def test_a_bad_script_line_exits_2_with_its_line(tmp_path: Path) -> None:
-    script = tmp_path / "s.txt"
-    script.write_text("/as zoe\n/wait soon\n")
-    done = demo(tmp_path, "--script", str(script))
+    done = demo_script(tmp_path, "/as zoe\n/wait soon\n")
     assert done.returncode == 2
     assert "s.txt:2" in done.stdout
 
@@ -62,18 +65,14 @@ def test_a_bad_script_line_exits_2_with_its_line(tmp_path: Path) -> None:
     ("/wait 367d", "too long a wait: '367d' (at most 366d at a time)"),
 ])
 def test_a_console_line_that_cannot_be_done_says_why(tmp_path: Path, line: str, problem: str) -> None:
-    script = tmp_path / "s.txt"
-    script.write_text(f"/as zoe\n{line}\n")
-    done = demo(tmp_path, "--script", str(script))
+    done = demo_script(tmp_path, f"/as zoe\n{line}\n")
     assert done.returncode == 2, done.stderr
-    assert f"  ! {script}:2: {problem}" in done.stdout.splitlines()
+    assert f"  ! {tmp_path / 's.txt'}:2: {problem}" in done.stdout.splitlines()
     assert "Traceback" not in done.stderr
 
 
 def test_help_lists_the_console_commands(tmp_path: Path) -> None:
-    script = tmp_path / "s.txt"
-    script.write_text("/help\n/wait 366d\n")
-    done = demo(tmp_path, "--script", str(script))
+    done = demo_script(tmp_path, "/help\n/wait 366d\n")
     assert done.returncode == 0, done.stderr
     for command in ("/as NAME", "/reply LABEL TEXT", "/wait 30m", "/help", "/quit"):
         assert command in done.stdout

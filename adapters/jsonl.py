@@ -338,7 +338,9 @@ _SKIP: Final = object()
 class EventReader(Iterator[Event]):
     """An iterator of events from a JSONL source, streaming line by line, with counters.
 
-    `lines`: physical lines consumed; `read`: events yielded; `skipped_bad`: bad lines skipped (skip_bad=True);
+    `first_line` numbers the first line given, in messages (1 for a file; a tail that reads on from the middle of
+    one says where it is). `lines`: the number of the last line consumed (for a file, how many); `read`: events
+    yielded; `skipped_bad`: bad lines skipped (skip_bad=True);
     `unknown_types`: lines with an unknown `type`, skipped (`unknown_type_names`: counts of the first few names).
     Closes the file it opened when exhausted or closed.
     """
@@ -351,9 +353,11 @@ class EventReader(Iterator[Event]):
         skip_bad: bool,
         on_bad: Callable[[InputError], None] | None,
         owned: IO[Any] | None = None,
+        first_line: int = 1,
     ) -> None:
         self.name = name
-        self.lines = 0
+        self._first = first_line
+        self.lines = first_line - 1
         self.read = 0
         self.skipped_bad = 0
         self.unknown_types = 0
@@ -431,7 +435,7 @@ class EventReader(Iterator[Event]):
 
     def _events(self, lines: Iterable[str | bytes]) -> Iterator[Event]:
         name = self.name
-        lineno = 0
+        lineno = self._first - 1
         fast_loads, fast_error = orjson.loads, orjson.JSONDecodeError
         try:
             for raw in lines:

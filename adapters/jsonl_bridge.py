@@ -29,13 +29,19 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.jsonl import action_to_dict, dumps_line, parse_event
+from adapters.jsonl import EventReader, action_to_dict, dumps_line
 from bot.actions import Action
 from bot.errors import ConfigError, InputError
+from bot.events import Event
 from bot.ports import EventHandler
 from bot.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+
+
+def _warn_skipped(error: InputError) -> None:
+    log.warning("skipped bad line %s", error)
+
 
 #: Most bytes read from the inbox per poll, so that a huge backlog is handled in bounded steps.
 _CHUNK = 1 << 20
@@ -79,6 +85,8 @@ class JsonlBridge:
         self._lineno = 0
         #: In the middle of skipping an over-long line.
         self._long_line = False
+        #: Unknown event types met so far, with counts (the first few names are logged, then only counted).
+        self._unknown_types: dict[str, int] = {}
         self._tasks = TaskSet(logger=log)
         self._write_lock = asyncio.Lock()
         #: Keys found in the outbox file, and how many of its bytes were scanned for them.
@@ -199,26 +207,12 @@ class JsonlBridge:
             await asyncio.to_thread(self._save_position)
         return full
 
-    def _parse(self, raw: bytes) -> Any:
-        where = f"{self.inbox}:{self._lineno}"
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as exc:
-            log.warning("%s: skipped: invalid UTF-8 at byte %d", where, exc.start + 1)
-            return None
-        if not line or line.startswith("//"):
-            return None
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", where=where)
-            event = parse_event(obj, where)
-        except (ValueError, RecursionError, InputError) as exc:
-            log.warning("%s: skipped bad line: %s", where, exc)
-            return None
-        if event is None:
-            log.warning("%s: skipped unknown event type %.60s", where, obj.get("type"))
-        return event
+    def _parse(self, raw: bytes) -> Event | None:
+        """The event of one inbox line, read as `lien simulate` reads a line; None (with a warning) if there is
+        none: a blank or comment line, a bad line, an unknown type."""
+        reader = EventReader((raw,), str(self.inbox), skip_bad=True, on_bad=_warn_skipped, first_line=self._lineno)
+        reader.unknown_type_names = self._unknown_types  # the first few unknown types are logged, for the whole run
+        return next(reader, None)
 
     async def _tail(self) -> None:
         while True:

@@ -94,6 +94,12 @@ async def test_bad_lines_are_skipped_and_reading_goes_on(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("in.jsonl:1:" in w for w in warnings) and any("in.jsonl:7:" in w and "ts" in w for w in warnings)
     assert any("longer than" in w for w in warnings)
+    # Worded as `lien simulate` words them (one reader of event lines), numbered in the whole inbox.
+    for expected in ("in.jsonl:1: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+                     "in.jsonl:2: room: required field is missing", "in.jsonl:4: invalid JSON: Expecting value",
+                     "in.jsonl:6: expected a JSON object, got array", "in.jsonl:8: invalid UTF-8 at byte 1"):
+        assert any(w.startswith("skipped bad line ") and expected in w for w in warnings), expected
+    assert any("in.jsonl:3: skipping unknown event type 'poll'" in w for w in warnings)
 
 
 async def test_a_restart_goes_on_from_the_saved_position(tmp_path: Path, bridges: list[JsonlBridge]) -> None:

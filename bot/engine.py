@@ -266,10 +266,12 @@ class Engine:
         if m.author in self.settings.lien.self_ids:
             return []
         flagged = self.guard.on_message(m, now=self.clock.now())
-        tracked = await self._track_message(tx, m)
+        # Spam or a flood is never an answer nor a question: linked, a spam reply would silence the question's
+        # nudges and credit the spammer with help.
+        tracked = await self._track_message(tx, m, track=not self.guard.last_hit)
         return [*flagged, *tracked] if flagged else tracked
 
-    async def _track_message(self, tx: Tx, m: Message) -> list[Action]:
+    async def _track_message(self, tx: Tx, m: Message, *, track: bool = True) -> list[Action]:
         lien = self.settings.lien
         prefix = lien.command_prefix
         if not m.is_bot and m.text.startswith(prefix) and m.text[len(prefix) : len(prefix) + 1] in ("", " ", "\t"):
@@ -283,8 +285,9 @@ class Engine:
             return []
         if latest is None or m.ts > latest:
             self._room_latest[room_key] = m.ts
-        await self._load_refs(tx, m.community, self.tracker.missing_refs(m))
-        changes = self.tracker.on_message(m)
+        if track:
+            await self._load_refs(tx, m.community, self.tracker.missing_refs(m))
+        changes = self.tracker.on_message(m) if track else []
         tx.messages.add(MessageMeta(m.community, m.room, m.id, m.author, m.ts, m.reply_to, m.thread))
         if not m.is_bot:
             self.members.seen(m.community, m.room, m.author, m.ts)

@@ -231,6 +231,8 @@ class Guard:
         self._keep = timedelta(0)
         self._keep_joins = timedelta(0)
         self._keep_strikes = timedelta(0)
+        #: Whether a rule hit the message `on_message` checked last (in either mode, suppressed or not).
+        self.last_hit = False
 
     # -- events --------------------------------------------------------------------------------------------------
 
@@ -240,6 +242,7 @@ class Guard:
         `now` is the clock's time; windows use the message's own time (never later than `now`), so a backlog
         processed in one go after a restart is judged on when it was written, not when it arrived.
         """
+        self.last_hit = False
         view = self._settings_for(m.community, m.room)
         gs = view.guard
         t = m.ts if m.ts <= now else now
@@ -272,6 +275,7 @@ class Guard:
         hits = [h for rule in rules if (h := rule.check(ctx, t)) is not None]
         if not hits:
             return actions
+        self.last_hit = True
         spent = self._spent.setdefault(key, {})
         for h in hits:
             spent[h.rule] = self._seq

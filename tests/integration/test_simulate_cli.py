@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,34 @@ def test_a_report_reads_standard_input_too(tmp_path: Path) -> None:
                           input=GOLDEN_EVENTS.read_bytes(), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "standard input" in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_spam_replying_to_a_question_is_not_its_answer(tmp_path: Path, mode: str) -> None:
+    """A new member's invite-link spam posted as a reply to a question: the guard flags it, and it must not count
+    as the answer (which silenced the question's nudges) nor as help given (a help edge for the spammer)."""
+    config = tmp_path / "lien.toml"
+    config.write_text(f'[guard]\nmode = "{mode}"\n')
+    lines = [
+        {"type": "message", "community": "g", "room": "r", "id": "q1", "ts": "2026-03-02T10:00:00Z",
+         "author": "alice", "text": "How do I rotate the proxy logs?"},
+        {"type": "member_join", "community": "g", "author": "spammer", "ts": "2026-03-02T10:00:30Z"},
+        {"type": "message", "community": "g", "room": "r", "id": "s1", "ts": "2026-03-02T10:01:00Z",
+         "author": "spammer", "text": "free nitro https://discord.gg/abcdef", "reply_to": "q1"},
+        {"type": "message", "community": "g", "room": "r2", "id": "q2", "ts": "2026-03-02T10:02:00Z",
+         "author": "carol", "text": "Why does the nightly build time out?"},
+        {"type": "message", "community": "g", "room": "r2", "id": "a2", "ts": "2026-03-02T10:03:00Z",
+         "author": "bob", "text": "the cache volume is full", "reply_to": "q2"},
+    ]
+    events = tmp_path / "spam.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    out, db = tmp_path / "out.jsonl", tmp_path / "sim.db"
+    done = simulate(str(events), "--config", str(config), "--db", str(db), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert any(d.get("kind") == "guard" and d["reply_to"] == "s1" for d in records)  # the guard did flag it
+    questions = {d["id"]: d for d in records if d.get("type") == "question"}
+    assert questions["q1"]["answers"] == [] and questions["q1"]["nudges"] > 0
+    assert questions["q2"]["answers"] == ["a2"]  # an ordinary reply still answers
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT helper FROM help_edges ORDER BY helper").fetchall() == [("bob",)]

@@ -41,7 +41,7 @@ from adapters.importing import (
 )
 from adapters.matrix_events import HTML_FORMAT, pill_mentions, strip_reply_fallback
 from bot.errors import InputError
-from bot.events import Delete, Edit, MemberJoin, MemberLeave
+from bot.events import TS_RANGE, Delete, Edit, MemberJoin, MemberLeave
 
 __all__ = ["PLATFORM", "MatrixTranslator"]
 
@@ -192,8 +192,7 @@ def _timestamp(ev: Mapping[str, Any]) -> tuple[int, str]:
     try:
         return unix_ms_stamp(ms)
     except OverflowError:
-        raise InputError(f"timestamp out of range (years 1970 to 9998 in UTC): {ms}",
-                         field="origin_server_ts") from None
+        raise InputError(f"timestamp out of range ({TS_RANGE}): {ms}", field="origin_server_ts") from None
 
 
 def _datetime(stamp: tuple[int, str]) -> datetime:

@@ -20,6 +20,7 @@ from bot.errors import InputError
 from bot.events import (
     EARLIEST_TS,
     LATEST_TS,
+    TS_RANGE,
     Command,
     Delete,
     Edit,
@@ -150,8 +151,7 @@ def parse_ts(value: Any, where: str, field: str = "ts") -> datetime:
 
 
 def _out_of_range(value: str, where: str, field: str) -> InputError:
-    return InputError(f"timestamp out of range (years 1970 to 9998 in UTC): {_quote(value)}", where=where,
-                      field=field)
+    return InputError(f"timestamp out of range ({TS_RANGE}): {_quote(value)}", where=where, field=field)
 
 
 _REQUIRED: Final = True

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 #: arithmetic (retention and history lookbacks, the ladder, a replay's run-on) needs room inside datetime's range.
 EARLIEST_TS = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TS = datetime(9999, 1, 1, tzinfo=UTC)
+#: How errors name that range.
+TS_RANGE = f"years {EARLIEST_TS.year} to {LATEST_TS.year - 1} in UTC"
 
 
 @dataclass(frozen=True, slots=True)
